@@ -1,0 +1,166 @@
+package accel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ProtocolVersion is the accelerator plugin protocol version negotiated in
+// the go-plugin handshake. A plugin built for another version is refused.
+const ProtocolVersion = 1
+
+// Sentinel errors. Errors that cross the plugin boundary are mapped back to
+// these, so callers test them with errors.Is on either side.
+var (
+	// ErrNotImplemented: the backend does not implement the call (the tpu
+	// stub answers every compute call with it).
+	ErrNotImplemented = errors.New("accel: not implemented")
+	// ErrUnknownModel: no model with that id is loaded in the backend.
+	ErrUnknownModel = errors.New("accel: unknown model")
+	// ErrInvalidArgument: the request is malformed (shapes, ids, config).
+	ErrInvalidArgument = errors.New("accel: invalid argument")
+	// ErrPluginDied: the plugin process exited or stopped answering; state
+	// it held (loaded models, gradients) is gone.
+	ErrPluginDied = errors.New("accel: plugin died")
+	// ErrPluginRestarted: the call failed because the plugin died, and the
+	// host has started a fresh one. Loaded models must be loaded again.
+	ErrPluginRestarted = errors.New("accel: plugin restarted")
+)
+
+// Backend is the accelerator contract: coarse-grained calls that load a
+// model, train it a micro-batch at a time, update it, evaluate it, decode
+// with it and save it. The plugin host returns one per launched plugin; the
+// runtime package implements it in-process.
+type Backend interface {
+	Info(ctx context.Context) (Info, error)
+	LoadModel(ctx context.Context, req LoadRequest) (LoadResult, error)
+	TrainStep(ctx context.Context, req TrainStepRequest) (TrainStepResult, error)
+	ApplyUpdate(ctx context.Context, req UpdateRequest) (UpdateResult, error)
+	Evaluate(ctx context.Context, req EvalRequest) (EvalResult, error)
+	DecodeStep(ctx context.Context, req DecodeRequest) (DecodeResult, error)
+	SaveWeights(ctx context.Context, req SaveRequest) (SaveResult, error)
+	Unload(ctx context.Context, modelID string) error
+}
+
+// Info describes a backend.
+type Info struct {
+	Name            string
+	Version         string
+	Device          string
+	Features        []string
+	Stub            bool
+	ProtocolVersion int
+}
+
+// OptimizerConfig configures AdamW for a model that will be trained.
+type OptimizerConfig struct {
+	Beta1       float32
+	Beta2       float32
+	Eps         float32
+	WeightDecay float32
+	GradClip    float32 // global norm; 0 disables clipping
+}
+
+// DefaultOptimizer is AdamW with the usual GPT settings.
+func DefaultOptimizer() OptimizerConfig {
+	return OptimizerConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1.0}
+}
+
+// LoadRequest creates a model in the backend under ModelID.
+type LoadRequest struct {
+	ModelID    string
+	ConfigJSON []byte // transformer.Config as JSON
+	Weights    []byte // safetensors; empty means initialise from Seed
+	Seed       uint64
+	Optimizer  *OptimizerConfig // nil for inference-only models
+}
+
+// LoadResult reports the loaded model.
+type LoadResult struct {
+	Parameters uint64
+	Step       int64 // optimizer step restored from Weights
+}
+
+// TrainStepRequest is one micro-batch: Batch rows of SeqLen inputs and the
+// targets that follow them, row-major.
+type TrainStepRequest struct {
+	ModelID         string
+	Batch, SeqLen   int
+	Inputs, Targets []int32
+	ReturnGradients bool
+}
+
+// TrainStepResult holds the micro-batch loss and, if asked, its gradients
+// (flat, in parameter order).
+type TrainStepResult struct {
+	Loss      float64
+	Gradients []float32
+}
+
+// UpdateRequest applies one optimizer step.
+type UpdateRequest struct {
+	ModelID      string
+	LearningRate float32
+	Gradients    []float32 // replaces the accumulated gradients when set
+}
+
+// UpdateResult reports the step.
+type UpdateResult struct {
+	GradNorm float64
+	Step     int64
+}
+
+// EvalRequest evaluates the mean cross-entropy of a batch.
+type EvalRequest struct {
+	ModelID         string
+	Batch, SeqLen   int
+	Inputs, Targets []int32
+}
+
+// EvalResult is the mean loss over Tokens targets.
+type EvalResult struct {
+	Loss   float64
+	Tokens int64
+}
+
+// DecodeRequest asks for the next-token logits of each sequence.
+type DecodeRequest struct {
+	ModelID   string
+	Sequences [][]int32
+}
+
+// DecodeResult holds one row of vocabulary logits per sequence.
+type DecodeResult struct {
+	Logits [][]float32
+}
+
+// SaveRequest asks for the model's weights.
+type SaveRequest struct {
+	ModelID       string
+	WithOptimizer bool
+}
+
+// SaveResult is the model as safetensors plus its JSON config.
+type SaveResult struct {
+	Safetensors []byte
+	ConfigJSON  []byte
+	Step        int64
+}
+
+// Validate checks the shape of a training or evaluation batch.
+func validateBatch(batch, seqLen int, inputs, targets []int32) error {
+	if batch <= 0 || seqLen <= 0 {
+		return fmt.Errorf("%w: batch %d and seq_len %d must be positive", ErrInvalidArgument, batch, seqLen)
+	}
+	if len(inputs) != batch*seqLen || len(targets) != batch*seqLen {
+		return fmt.Errorf("%w: %d inputs and %d targets for batch %d x seq_len %d", ErrInvalidArgument, len(inputs), len(targets), batch, seqLen)
+	}
+	return nil
+}
+
+// Validate checks the request's shape.
+func (r TrainStepRequest) Validate() error { return validateBatch(r.Batch, r.SeqLen, r.Inputs, r.Targets) }
+
+// Validate checks the request's shape.
+func (r EvalRequest) Validate() error { return validateBatch(r.Batch, r.SeqLen, r.Inputs, r.Targets) }
