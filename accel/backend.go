@@ -160,7 +160,9 @@ func validateBatch(batch, seqLen int, inputs, targets []int32) error {
 }
 
 // Validate checks the request's shape.
-func (r TrainStepRequest) Validate() error { return validateBatch(r.Batch, r.SeqLen, r.Inputs, r.Targets) }
+func (r TrainStepRequest) Validate() error {
+	return validateBatch(r.Batch, r.SeqLen, r.Inputs, r.Targets)
+}
 
 // Validate checks the request's shape.
 func (r EvalRequest) Validate() error { return validateBatch(r.Batch, r.SeqLen, r.Inputs, r.Targets) }

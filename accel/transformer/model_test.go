@@ -1,0 +1,182 @@
+package transformer
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func tinyConfig(pos, norm string) Config {
+	return Config{VocabSize: 11, NCtx: 6, NEmbd: 8, NLayer: 2, NHead: 2, Positions: pos, Norm: norm}
+}
+
+func randTokens(r *rand.Rand, n, vocab int) []int32 {
+	s := make([]int32, n)
+	for i := range s {
+		s[i] = int32(r.IntN(vocab))
+	}
+	return s
+}
+
+// TestGradientCheck compares the analytic gradient with central finite
+// differences for a sample of entries from every tensor. Parameters are
+// re-drawn with std 0.3 (norm weights around 1) so that every gradient is
+// well above float32 noise. An entry passes when
+// |analytic - numeric| <= 1e-3 + 3e-2·max(|analytic|, |numeric|).
+func TestGradientCheck(t *testing.T) {
+	for _, pos := range []string{PositionsLearned, PositionsRoPE} {
+		for _, norm := range []string{NormLayerNorm, NormRMSNorm} {
+			t.Run(pos+"/"+norm, func(t *testing.T) {
+				cfg := tinyConfig(pos, norm)
+				m := New(cfg, PortableKernels(), 1)
+				r := rand.New(rand.NewPCG(7, 8))
+				for _, p := range m.Params() {
+					for i := range p.Data {
+						if hasSuffix(p.Name, ".weight") && len(p.Shape) == 1 {
+							p.Data[i] = float32(1 + 0.3*r.NormFloat64())
+						} else {
+							p.Data[i] = float32(0.3 * r.NormFloat64())
+						}
+					}
+				}
+				B, T := 2, 5
+				in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
+				m.ZeroGrads()
+				if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
+					t.Fatal(err)
+				}
+				grads := append([]float32(nil), m.Grads()...)
+				const h = 1e-2
+				for _, p := range m.Params() {
+					for s := 0; s < 6; s++ {
+						i := r.IntN(p.Size())
+						orig := p.Data[i]
+						p.Data[i] = orig + h
+						lp, _ := m.Loss(in, tg, B, T)
+						p.Data[i] = orig - h
+						lm, _ := m.Loss(in, tg, B, T)
+						p.Data[i] = orig
+						num := (lp - lm) / (2 * h)
+						ana := float64(grads[p.Offset+i])
+						if d := math.Abs(ana - num); d > 1e-3+3e-2*math.Max(math.Abs(ana), math.Abs(num)) {
+							t.Errorf("%s[%d]: analytic %.6g, numeric %.6g", p.Name, i, ana, num)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestTrainingReducesLoss(t *testing.T) {
+	cfg := Config{VocabSize: 16, NCtx: 16, NEmbd: 32, NLayer: 2, NHead: 4}
+	m := New(cfg, PortableKernels(), 3)
+	opt := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.01, GradClip: 1}, m)
+	seq := []int32{1, 5, 2, 9, 3, 7}
+	B, T := 4, 12
+	in, tg := make([]int32, B*T), make([]int32, B*T)
+	for b := range B {
+		for i := range T {
+			in[b*T+i] = seq[(b+i)%len(seq)]
+			tg[b*T+i] = seq[(b+i+1)%len(seq)]
+		}
+	}
+	var first, last float64
+	for step := range 60 {
+		m.ZeroGrads()
+		loss, err := m.ForwardBackward(in, tg, B, T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step == 0 {
+			first = loss
+		}
+		last = loss
+		opt.Step(m.ParamData(), m.Grads(), 1e-2)
+	}
+	if !(last < 0.1*first) || last > 0.2 {
+		t.Fatalf("loss went from %.4f to %.4f, want below 0.2 and a tenth of the start", first, last)
+	}
+}
+
+func TestNextLogitsMatchesFullForward(t *testing.T) {
+	cfg := tinyConfig(PositionsRoPE, NormLayerNorm)
+	m := New(cfg, PortableKernels(), 5)
+	r := rand.New(rand.NewPCG(1, 1))
+	seqs := [][]int32{randTokens(r, 3, 11), randTokens(r, 6, 11), randTokens(r, 9, 11)}
+	got, err := m.NextLogits(seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range seqs {
+		if len(s) > cfg.NCtx {
+			s = s[len(s)-cfg.NCtx:]
+		}
+		one, err := m.NextLogits([][]int32{s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range one[0] {
+			if d := math.Abs(float64(one[0][j] - got[i][j])); d > 1e-5 {
+				t.Fatalf("seq %d logit %d: batched %v, alone %v", i, j, got[i][j], one[0][j])
+			}
+		}
+	}
+}
+
+func TestModelInputErrors(t *testing.T) {
+	m := New(tinyConfig("", ""), PortableKernels(), 1)
+	tests := map[string]struct {
+		in, tg []int32
+		B, T   int
+	}{
+		"zero batch":     {nil, nil, 0, 1},
+		"too long":       {make([]int32, 7), make([]int32, 7), 1, 7},
+		"length":         {make([]int32, 3), make([]int32, 4), 1, 4},
+		"input range":    {[]int32{0, 11}, []int32{0, 0}, 1, 2},
+		"negative input": {[]int32{-1, 0}, []int32{0, 0}, 1, 2},
+		"target range":   {[]int32{0, 1}, []int32{0, 99}, 1, 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := m.ForwardBackward(tc.in, tc.tg, tc.B, tc.T); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+	if _, err := m.NextLogits([][]int32{{}}); err == nil {
+		t.Fatal("empty sequence: no error")
+	}
+}
+
+func TestForwardBackwardAllocs(t *testing.T) {
+	cfg := Config{VocabSize: 64, NCtx: 16, NEmbd: 32, NLayer: 2, NHead: 4}
+	m := New(cfg, PortableKernels(), 1)
+	r := rand.New(rand.NewPCG(1, 1))
+	in, tg := randTokens(r, 64, 64), randTokens(r, 64, 64)
+	m.ForwardBackward(in, tg, 4, 16)
+	allocs := testing.AllocsPerRun(5, func() { m.ForwardBackward(in, tg, 4, 16) })
+	if allocs > 0 {
+		t.Fatalf("%v allocations per step, want 0", allocs)
+	}
+}
+
+// BenchmarkTrainStep measures training throughput for the demo config.
+func BenchmarkTrainStep(b *testing.B) {
+	cfg := Config{VocabSize: 1024, NCtx: 64, NEmbd: 128, NLayer: 4, NHead: 4}
+	m := New(cfg, PortableKernels(), 1)
+	opt := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1}, m)
+	r := rand.New(rand.NewPCG(1, 1))
+	B, T := 16, 64
+	in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
+	b.ResetTimer()
+	for b.Loop() {
+		m.ZeroGrads()
+		if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
+			b.Fatal(err)
+		}
+		opt.Step(m.ParamData(), m.Grads(), 1e-3)
+	}
+	b.ReportMetric(float64(B*T)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
