@@ -1,0 +1,325 @@
+package accel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	accelv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/accel/v1"
+)
+
+// remoteError is an error that crossed the plugin boundary: its message is
+// the plugin's, and errors.Is finds the sentinel its gRPC code maps to.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// toStatus maps a backend error to a gRPC status error, keeping its message.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var code codes.Code
+	switch {
+	case errors.Is(err, ErrNotImplemented):
+		code = codes.Unimplemented
+	case errors.Is(err, ErrUnknownModel):
+		code = codes.NotFound
+	case errors.Is(err, ErrInvalidArgument):
+		code = codes.InvalidArgument
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	default:
+		code = codes.Internal
+	}
+	return status.Error(code, err.Error())
+}
+
+// fromStatus maps an error returned by a gRPC call back to the package's
+// sentinels. Like Nomad's grpcutils.HandleReqCtxGrpcErr it tells a caller
+// who cancelled (ctx.Err() is returned as is) from a plugin that died
+// (Unavailable, a closing connection: wraps ErrPluginDied).
+func fromStatus(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%w: accelerator %s: %v", ErrPluginDied, method, err)
+	}
+	switch st.Code() {
+	case codes.Unimplemented:
+		return &remoteError{msg: st.Message(), sentinel: ErrNotImplemented}
+	case codes.NotFound:
+		return &remoteError{msg: st.Message(), sentinel: ErrUnknownModel}
+	case codes.InvalidArgument:
+		return &remoteError{msg: st.Message(), sentinel: ErrInvalidArgument}
+	case codes.Unavailable, codes.Canceled:
+		// Canceled while the caller's ctx is live means the connection
+		// closed under the call.
+		return fmt.Errorf("%w: accelerator %s: %s", ErrPluginDied, method, st.Message())
+	case codes.DeadlineExceeded:
+		return &remoteError{msg: st.Message(), sentinel: context.DeadlineExceeded}
+	default:
+		return &remoteError{msg: st.Message()}
+	}
+}
+
+// grpcClient is the host side of the protocol: a Backend over a gRPC
+// connection to one plugin process. It does not own the connection.
+type grpcClient struct {
+	c accelv1.AcceleratorClient
+}
+
+var _ Backend = (*grpcClient)(nil)
+
+func newGRPCClient(conn grpc.ClientConnInterface) *grpcClient {
+	return &grpcClient{c: accelv1.NewAcceleratorClient(conn)}
+}
+
+func (g *grpcClient) Info(ctx context.Context) (Info, error) {
+	r, err := g.c.Info(ctx, &accelv1.InfoRequest{})
+	if err != nil {
+		return Info{}, fromStatus(ctx, "Info", err)
+	}
+	return Info{
+		Name:            r.GetName(),
+		Version:         r.GetVersion(),
+		Device:          r.GetDevice(),
+		Features:        r.GetFeatures(),
+		Stub:            r.GetStub(),
+		ProtocolVersion: int(r.GetProtocolVersion()),
+	}, nil
+}
+
+func (g *grpcClient) LoadModel(ctx context.Context, req LoadRequest) (LoadResult, error) {
+	pr := &accelv1.LoadModelRequest{
+		ModelId:    req.ModelID,
+		ConfigJson: req.ConfigJSON,
+		Weights:    req.Weights,
+		Seed:       req.Seed,
+	}
+	if o := req.Optimizer; o != nil {
+		pr.Optimizer = &accelv1.OptimizerConfig{
+			Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, GradClip: o.GradClip,
+		}
+	}
+	r, err := g.c.LoadModel(ctx, pr)
+	if err != nil {
+		return LoadResult{}, fromStatus(ctx, "LoadModel", err)
+	}
+	return LoadResult{Parameters: r.GetParameters(), Step: r.GetStep()}, nil
+}
+
+// checkInt32 refuses batch sizes that do not fit the protocol's int32.
+func checkInt32(batch, seqLen int) error {
+	if batch != int(int32(batch)) || seqLen != int(int32(seqLen)) {
+		return fmt.Errorf("%w: batch %d or seq_len %d does not fit in int32", ErrInvalidArgument, batch, seqLen)
+	}
+	return nil
+}
+
+func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (TrainStepResult, error) {
+	if err := checkInt32(req.Batch, req.SeqLen); err != nil {
+		return TrainStepResult{}, err
+	}
+	r, err := g.c.TrainStep(ctx, &accelv1.TrainStepRequest{
+		ModelId:         req.ModelID,
+		Batch:           int32(req.Batch),
+		SeqLen:          int32(req.SeqLen),
+		Inputs:          req.Inputs,
+		Targets:         req.Targets,
+		ReturnGradients: req.ReturnGradients,
+	})
+	if err != nil {
+		return TrainStepResult{}, fromStatus(ctx, "TrainStep", err)
+	}
+	return TrainStepResult{Loss: r.GetLoss(), Gradients: r.GetGradients()}, nil
+}
+
+func (g *grpcClient) ApplyUpdate(ctx context.Context, req UpdateRequest) (UpdateResult, error) {
+	r, err := g.c.ApplyUpdate(ctx, &accelv1.ApplyUpdateRequest{
+		ModelId:      req.ModelID,
+		LearningRate: req.LearningRate,
+		Gradients:    req.Gradients,
+	})
+	if err != nil {
+		return UpdateResult{}, fromStatus(ctx, "ApplyUpdate", err)
+	}
+	return UpdateResult{GradNorm: r.GetGradNorm(), Step: r.GetStep()}, nil
+}
+
+func (g *grpcClient) Evaluate(ctx context.Context, req EvalRequest) (EvalResult, error) {
+	if err := checkInt32(req.Batch, req.SeqLen); err != nil {
+		return EvalResult{}, err
+	}
+	r, err := g.c.Evaluate(ctx, &accelv1.EvaluateRequest{
+		ModelId: req.ModelID,
+		Batch:   int32(req.Batch),
+		SeqLen:  int32(req.SeqLen),
+		Inputs:  req.Inputs,
+		Targets: req.Targets,
+	})
+	if err != nil {
+		return EvalResult{}, fromStatus(ctx, "Evaluate", err)
+	}
+	return EvalResult{Loss: r.GetLoss(), Tokens: r.GetTokens()}, nil
+}
+
+func (g *grpcClient) DecodeStep(ctx context.Context, req DecodeRequest) (DecodeResult, error) {
+	seqs := make([]*accelv1.Sequence, len(req.Sequences))
+	for i, s := range req.Sequences {
+		seqs[i] = &accelv1.Sequence{Tokens: s}
+	}
+	r, err := g.c.DecodeStep(ctx, &accelv1.DecodeStepRequest{ModelId: req.ModelID, Sequences: seqs})
+	if err != nil {
+		return DecodeResult{}, fromStatus(ctx, "DecodeStep", err)
+	}
+	logits := make([][]float32, len(r.GetLogits()))
+	for i, l := range r.GetLogits() {
+		logits[i] = l.GetValues()
+	}
+	return DecodeResult{Logits: logits}, nil
+}
+
+func (g *grpcClient) SaveWeights(ctx context.Context, req SaveRequest) (SaveResult, error) {
+	r, err := g.c.SaveWeights(ctx, &accelv1.SaveWeightsRequest{ModelId: req.ModelID, WithOptimizer: req.WithOptimizer})
+	if err != nil {
+		return SaveResult{}, fromStatus(ctx, "SaveWeights", err)
+	}
+	return SaveResult{Safetensors: r.GetSafetensors(), ConfigJSON: r.GetConfigJson(), Step: r.GetStep()}, nil
+}
+
+func (g *grpcClient) Unload(ctx context.Context, modelID string) error {
+	_, err := g.c.Unload(ctx, &accelv1.UnloadRequest{ModelId: modelID})
+	return fromStatus(ctx, "Unload", err)
+}
+
+// grpcServer is the plugin side of the protocol: it serves any Backend.
+type grpcServer struct {
+	accelv1.UnimplementedAcceleratorServer
+	impl Backend
+}
+
+func (s *grpcServer) Info(ctx context.Context, _ *accelv1.InfoRequest) (*accelv1.InfoResponse, error) {
+	in, err := s.impl.Info(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	pv := in.ProtocolVersion
+	if pv == 0 {
+		pv = ProtocolVersion
+	}
+	return &accelv1.InfoResponse{
+		Name:            in.Name,
+		Version:         in.Version,
+		Device:          in.Device,
+		Features:        in.Features,
+		Stub:            in.Stub,
+		ProtocolVersion: uint32(pv),
+	}, nil
+}
+
+func (s *grpcServer) LoadModel(ctx context.Context, r *accelv1.LoadModelRequest) (*accelv1.LoadModelResponse, error) {
+	req := LoadRequest{
+		ModelID:    r.GetModelId(),
+		ConfigJSON: r.GetConfigJson(),
+		Weights:    r.GetWeights(),
+		Seed:       r.GetSeed(),
+	}
+	if o := r.GetOptimizer(); o != nil {
+		req.Optimizer = &OptimizerConfig{
+			Beta1: o.GetBeta1(), Beta2: o.GetBeta2(), Eps: o.GetEps(), WeightDecay: o.GetWeightDecay(), GradClip: o.GetGradClip(),
+		}
+	}
+	res, err := s.impl.LoadModel(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.LoadModelResponse{Parameters: res.Parameters, Step: res.Step}, nil
+}
+
+func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest) (*accelv1.TrainStepResponse, error) {
+	res, err := s.impl.TrainStep(ctx, TrainStepRequest{
+		ModelID:         r.GetModelId(),
+		Batch:           int(r.GetBatch()),
+		SeqLen:          int(r.GetSeqLen()),
+		Inputs:          r.GetInputs(),
+		Targets:         r.GetTargets(),
+		ReturnGradients: r.GetReturnGradients(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.TrainStepResponse{Loss: res.Loss, Gradients: res.Gradients}, nil
+}
+
+func (s *grpcServer) ApplyUpdate(ctx context.Context, r *accelv1.ApplyUpdateRequest) (*accelv1.ApplyUpdateResponse, error) {
+	res, err := s.impl.ApplyUpdate(ctx, UpdateRequest{
+		ModelID:      r.GetModelId(),
+		LearningRate: r.GetLearningRate(),
+		Gradients:    r.GetGradients(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.ApplyUpdateResponse{GradNorm: res.GradNorm, Step: res.Step}, nil
+}
+
+func (s *grpcServer) Evaluate(ctx context.Context, r *accelv1.EvaluateRequest) (*accelv1.EvaluateResponse, error) {
+	res, err := s.impl.Evaluate(ctx, EvalRequest{
+		ModelID: r.GetModelId(),
+		Batch:   int(r.GetBatch()),
+		SeqLen:  int(r.GetSeqLen()),
+		Inputs:  r.GetInputs(),
+		Targets: r.GetTargets(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.EvaluateResponse{Loss: res.Loss, Tokens: res.Tokens}, nil
+}
+
+func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepRequest) (*accelv1.DecodeStepResponse, error) {
+	seqs := make([][]int32, len(r.GetSequences()))
+	for i, sq := range r.GetSequences() {
+		seqs[i] = sq.GetTokens()
+	}
+	res, err := s.impl.DecodeStep(ctx, DecodeRequest{ModelID: r.GetModelId(), Sequences: seqs})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	logits := make([]*accelv1.Logits, len(res.Logits))
+	for i, l := range res.Logits {
+		logits[i] = &accelv1.Logits{Values: l}
+	}
+	return &accelv1.DecodeStepResponse{Logits: logits}, nil
+}
+
+func (s *grpcServer) SaveWeights(ctx context.Context, r *accelv1.SaveWeightsRequest) (*accelv1.SaveWeightsResponse, error) {
+	res, err := s.impl.SaveWeights(ctx, SaveRequest{ModelID: r.GetModelId(), WithOptimizer: r.GetWithOptimizer()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.SaveWeightsResponse{Safetensors: res.Safetensors, ConfigJson: res.ConfigJSON, Step: res.Step}, nil
+}
+
+func (s *grpcServer) Unload(ctx context.Context, r *accelv1.UnloadRequest) (*accelv1.UnloadResponse, error) {
+	if err := s.impl.Unload(ctx, r.GetModelId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &accelv1.UnloadResponse{}, nil
+}

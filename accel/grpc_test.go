@@ -1,0 +1,118 @@
+package accel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/llmesh/llmesh/accel"
+	"github.com/llmesh/llmesh/accel/acceltest"
+	"github.com/llmesh/llmesh/accel/stub"
+)
+
+// shim serves b in-process over a real gRPC connection and returns the
+// host-side Backend and a func that stops the server.
+func shim(t *testing.T, b accel.Backend) (accel.Backend, func()) {
+	t.Helper()
+	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
+		accel.PluginName: &accel.GRPCPlugin{Impl: b},
+	})
+	t.Cleanup(func() {
+		// Close asks the server to shut down (go-plugin's controller);
+		// stopping it here as well would race with that.
+		client.Close()
+		select {
+		case <-server.DoneCh:
+		case <-time.After(5 * time.Second):
+			t.Errorf("in-process plugin server did not stop")
+		}
+	})
+	raw, err := client.Dispense(accel.PluginName)
+	if err != nil {
+		t.Fatalf("dispense: %v", err)
+	}
+	return raw.(accel.Backend), server.Stop
+}
+
+func TestShimConformanceBigram(t *testing.T) {
+	b, _ := shim(t, acceltest.NewBigram())
+	acceltest.Run(t, b, acceltest.Options{Reference: acceltest.NewBigram(), Tolerance: 1e-6})
+}
+
+func TestShimConformanceStub(t *testing.T) {
+	b, _ := shim(t, stub.New("tpu", tpuReason))
+	acceltest.Run(t, b, acceltest.Options{})
+}
+
+// errBackend fails every call with err.
+type errBackend struct {
+	accel.Backend
+	err error
+}
+
+func (e errBackend) DecodeStep(context.Context, accel.DecodeRequest) (accel.DecodeResult, error) {
+	return accel.DecodeResult{}, e.err
+}
+
+func TestShimErrorMapping(t *testing.T) {
+	tests := map[string]struct {
+		err      error
+		sentinel error
+	}{
+		"not implemented":  {fmt.Errorf("tpu backend: DecodeStep not implemented: stub: %w", accel.ErrNotImplemented), accel.ErrNotImplemented},
+		"unknown model":    {fmt.Errorf("engine: model %q: %w", "m1", accel.ErrUnknownModel), accel.ErrUnknownModel},
+		"invalid argument": {fmt.Errorf("engine: %w: token 99 outside vocabulary", accel.ErrInvalidArgument), accel.ErrInvalidArgument},
+		"other":            {errors.New("engine: out of memory allocating 3 GiB"), nil},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			b, _ := shim(t, errBackend{Backend: acceltest.NewBigram(), err: tc.err})
+			_, err := b.DecodeStep(t.Context(), accel.DecodeRequest{ModelID: "m1"})
+			if err == nil {
+				t.Fatal("DecodeStep: no error")
+			}
+			if err.Error() != tc.err.Error() {
+				t.Errorf("message changed across the boundary:\n got %q\nwant %q", err, tc.err)
+			}
+			for _, s := range []error{accel.ErrNotImplemented, accel.ErrUnknownModel, accel.ErrInvalidArgument, accel.ErrPluginDied} {
+				if got, want := errors.Is(err, s), s == tc.sentinel; got != want {
+					t.Errorf("errors.Is(%v, %v) = %v, want %v", err, s, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestShimCallerCancelled(t *testing.T) {
+	b, _ := shim(t, testBigram{acceltest.NewBigram()})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := b.Evaluate(ctx, accel.EvalRequest{ModelID: "block"})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, accel.ErrPluginDied) {
+		t.Fatalf("Evaluate past its deadline: err = %v, want context.DeadlineExceeded and not ErrPluginDied", err)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err = b.Evaluate(ctx, accel.EvalRequest{ModelID: "block"})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, accel.ErrPluginDied) {
+		t.Fatalf("cancelled Evaluate: err = %v, want context.Canceled and not ErrPluginDied", err)
+	}
+}
+
+func TestShimServerGone(t *testing.T) {
+	b, stop := shim(t, acceltest.NewBigram())
+	if _, err := b.Info(t.Context()); err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := b.Info(ctx)
+	if !errors.Is(err, accel.ErrPluginDied) {
+		t.Fatalf("Info after the server stopped: err = %v, want ErrPluginDied", err)
+	}
+}
