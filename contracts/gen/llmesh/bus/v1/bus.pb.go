@@ -1293,6 +1293,85 @@ func (x *DatasetRecord) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// TokenizerRecord is a named tokenizer in the tokenizers KV bucket.
+type TokenizerRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ref is the object ref of its tokenizer.json.
+	Ref       string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	VocabSize int32  `protobuf:"varint,3,opt,name=vocab_size,json=vocabSize,proto3" json:"vocab_size,omitempty"`
+	// dataset is the dataset it was trained on.
+	Dataset       string                 `protobuf:"bytes,4,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenizerRecord) Reset() {
+	*x = TokenizerRecord{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenizerRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenizerRecord) ProtoMessage() {}
+
+func (x *TokenizerRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenizerRecord.ProtoReflect.Descriptor instead.
+func (*TokenizerRecord) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TokenizerRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenizerRecord) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *TokenizerRecord) GetVocabSize() int32 {
+	if x != nil {
+		return x.VocabSize
+	}
+	return 0
+}
+
+func (x *TokenizerRecord) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *TokenizerRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 var File_llmesh_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
@@ -1400,7 +1479,15 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1c\n" +
 	"\tdocuments\x18\x05 \x01(\x03R\tdocuments\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*\x9a\x01\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xab\x01\n" +
+	"\x0fTokenizerRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x1d\n" +
+	"\n" +
+	"vocab_size\x18\x03 \x01(\x05R\tvocabSize\x12\x18\n" +
+	"\adataset\x18\x04 \x01(\tR\adataset\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*\x9a\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -1422,7 +1509,7 @@ func file_llmesh_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_llmesh_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_llmesh_bus_v1_bus_proto_goTypes = []any{
 	(JobState)(0),                 // 0: llmesh.bus.v1.JobState
 	(*JobEnvelope)(nil),           // 1: llmesh.bus.v1.JobEnvelope
@@ -1440,26 +1527,28 @@ var file_llmesh_bus_v1_bus_proto_goTypes = []any{
 	(*DecodeReply)(nil),           // 13: llmesh.bus.v1.DecodeReply
 	(*ModelRecord)(nil),           // 14: llmesh.bus.v1.ModelRecord
 	(*DatasetRecord)(nil),         // 15: llmesh.bus.v1.DatasetRecord
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*TokenizerRecord)(nil),       // 16: llmesh.bus.v1.TokenizerRecord
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_llmesh_bus_v1_bus_proto_depIdxs = []int32{
-	16, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
+	17, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: llmesh.bus.v1.JobRecord.state:type_name -> llmesh.bus.v1.JobState
-	16, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
-	16, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	17, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
+	17, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
 	3,  // 5: llmesh.bus.v1.Event.progress:type_name -> llmesh.bus.v1.Progress
 	4,  // 6: llmesh.bus.v1.Event.metric:type_name -> llmesh.bus.v1.Metric
 	5,  // 7: llmesh.bus.v1.Event.artifact:type_name -> llmesh.bus.v1.Artifact
 	10, // 8: llmesh.bus.v1.EncodeReply.tokens:type_name -> llmesh.bus.v1.TokenIDs
 	10, // 9: llmesh.bus.v1.DecodeRequest.tokens:type_name -> llmesh.bus.v1.TokenIDs
-	16, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
-	16, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
+	17, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
+	17, // 12: llmesh.bus.v1.TokenizerRecord.created_at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_bus_v1_bus_proto_init() }
@@ -1481,7 +1570,7 @@ func file_llmesh_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_bus_v1_bus_proto_rawDesc), len(file_llmesh_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

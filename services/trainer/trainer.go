@@ -1,0 +1,384 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/llmesh/llmesh/accel"
+	"github.com/llmesh/llmesh/bus"
+	"github.com/llmesh/llmesh/bus/tensor"
+	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
+	"github.com/llmesh/llmesh/services/internal/jobspec"
+)
+
+// Launcher starts accelerator plugins; *accel.Host is one.
+type Launcher interface {
+	Launch(ctx context.Context, backend string) (*accel.Plugin, error)
+}
+
+// Config configures the service.
+type Config struct {
+	Bus    *bus.Bus
+	Host   Launcher
+	Logger *slog.Logger
+}
+
+// Service is one trainer shard.
+type Service struct {
+	bus  *bus.Bus
+	host Launcher
+	log  *slog.Logger
+}
+
+// Result is what a train job reports.
+type Result struct {
+	Model          string  `json:"model"`
+	Checkpoint     string  `json:"checkpoint"`
+	Parameters     uint64  `json:"parameters"`
+	Steps          int     `json:"steps"`
+	Tokens         int64   `json:"tokens"`
+	InitialLoss    float64 `json:"initial_val_loss"`
+	FinalLoss      float64 `json:"final_val_loss"`
+	FinalTrainLoss float64 `json:"final_train_loss"`
+	TokensPerSec   float64 `json:"tokens_per_sec"`
+	Seconds        float64 `json:"seconds"`
+	Restarts       int     `json:"plugin_restarts"`
+	Backend        string  `json:"backend"`
+}
+
+// New validates cfg and builds the service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Bus == nil || cfg.Host == nil {
+		return nil, errors.New("trainer: config needs a bus and a plugin host")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Service{bus: cfg.Bus, host: cfg.Host, log: log.With("service", "trainer")}, nil
+}
+
+// Run serves train jobs until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	return s.bus.ServeJobs(ctx, "train", s.handle, bus.WorkerOptions{AckWait: time.Minute})
+}
+
+// checkpoint is the last saved state a run can resume from.
+type checkpoint struct {
+	ref  string
+	step int
+}
+
+type run struct {
+	s       *Service
+	job     *bus.Job
+	spec    Spec
+	be      *accel.Plugin
+	train   []int32
+	val     []int32
+	modelID string
+	ckpt    checkpoint
+	params  uint64
+}
+
+func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
+	r := &run{s: s, job: job, modelID: job.ID}
+	if err := jobspec.Decode("train", job.Spec, &r.spec); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.train, err = s.tokens(ctx, r.spec.TrainRef, r.spec.cfg.VocabSize); err != nil {
+		return nil, fmt.Errorf("trainer: train shard: %w", err)
+	}
+	if r.val, err = s.tokens(ctx, r.spec.ValRef, r.spec.cfg.VocabSize); err != nil {
+		return nil, fmt.Errorf("trainer: validation shard: %w", err)
+	}
+	for name, n := range map[string]int{"train": len(r.train), "validation": len(r.val)} {
+		if n < r.spec.SeqLen+1 {
+			return nil, fmt.Errorf("trainer: %s shard has %d tokens; seq_len %d needs at least %d", name, n, r.spec.SeqLen, r.spec.SeqLen+1)
+		}
+	}
+	if r.be, err = s.host.Launch(ctx, r.spec.Backend); err != nil {
+		return nil, fmt.Errorf("trainer: launch %s backend: %w", r.spec.Backend, err)
+	}
+	defer r.be.Close()
+	job.Log(fmt.Sprintf("backend %s started (pid %d)", r.spec.Backend, r.be.Pid()))
+	return r.run(ctx)
+}
+
+// tokens reads a token shard and checks every id against the vocabulary.
+func (s *Service) tokens(ctx context.Context, ref string, vocab int) ([]int32, error) {
+	payload, err := s.bus.GetObject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	set, err := tensor.Decode(payload, tensor.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	t, ok := set.Get("tokens")
+	if !ok {
+		return nil, fmt.Errorf("shard %s has no \"tokens\" tensor", ref)
+	}
+	var ids []int32
+	switch t.DType {
+	case tensor.Uint16:
+		u, err := tensor.Uint16s(t)
+		if err != nil {
+			return nil, err
+		}
+		ids = make([]int32, len(u))
+		for i, v := range u {
+			ids[i] = int32(v)
+		}
+	case tensor.Uint32:
+		u, err := tensor.Uint32s(t)
+		if err != nil {
+			return nil, err
+		}
+		ids = make([]int32, len(u))
+		for i, v := range u {
+			ids[i] = int32(v)
+		}
+	default:
+		return nil, fmt.Errorf("shard %s: tokens have dtype %v, want uint16 or uint32", ref, t.DType)
+	}
+	for i, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return nil, fmt.Errorf("shard %s: token %d at %d is outside the model vocabulary %d", ref, id, i, vocab)
+		}
+	}
+	return ids, nil
+}
+
+// load (re)creates the model in the backend: from the last checkpoint when
+// there is one, otherwise fresh from the seed.
+func (r *run) load(ctx context.Context) error {
+	req := accel.LoadRequest{
+		ModelID:    r.modelID,
+		ConfigJSON: r.spec.Config,
+		Seed:       r.spec.Seed,
+		Optimizer: &accel.OptimizerConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
+			WeightDecay: float32(r.spec.WeightDecay), GradClip: float32(r.spec.GradClip)},
+	}
+	if r.ckpt.ref != "" {
+		w, err := r.s.bus.GetObject(ctx, r.ckpt.ref)
+		if err != nil {
+			return fmt.Errorf("trainer: read checkpoint %s: %w", r.ckpt.ref, err)
+		}
+		req.Weights = w
+	}
+	res, err := r.be.LoadModel(ctx, req)
+	if err != nil {
+		return err
+	}
+	r.params = res.Parameters
+	return nil
+}
+
+func (r *run) lr(step int) float32 {
+	sp := r.spec
+	if step < sp.Warmup {
+		return float32(sp.LR * float64(step+1) / float64(sp.Warmup))
+	}
+	progress := float64(step-sp.Warmup) / float64(max(sp.Steps-sp.Warmup, 1))
+	return float32(sp.MinLR + 0.5*(sp.LR-sp.MinLR)*(1+math.Cos(math.Pi*progress)))
+}
+
+// batch draws step's training batch: random windows from an RNG seeded by
+// the job seed and the step, so a resumed run sees the same data.
+func (r *run) batch(step int) (in, tgt []int32) {
+	B, T := r.spec.Batch, r.spec.SeqLen
+	rng := rand.New(rand.NewPCG(r.spec.Seed, uint64(step)))
+	in, tgt = make([]int32, B*T), make([]int32, B*T)
+	for b := range B {
+		off := rng.IntN(len(r.train) - T)
+		copy(in[b*T:], r.train[off:off+T])
+		copy(tgt[b*T:], r.train[off+1:off+T+1])
+	}
+	return in, tgt
+}
+
+// evaluate is the mean loss over a fixed set of validation windows.
+func (r *run) evaluate(ctx context.Context) (float64, error) {
+	B, T := r.spec.Batch, r.spec.SeqLen
+	windows := (len(r.val) - 1) / T
+	n := min(r.spec.EvalBatches*B, windows)
+	stride := max(windows/n, 1)
+	var sum float64
+	var count int64
+	for start := 0; start < n; start += B {
+		rows := min(B, n-start)
+		in, tgt := make([]int32, rows*T), make([]int32, rows*T)
+		for i := range rows {
+			off := (start + i) * stride * T
+			copy(in[i*T:], r.val[off:off+T])
+			copy(tgt[i*T:], r.val[off+1:off+T+1])
+		}
+		res, err := r.be.Evaluate(ctx, accel.EvalRequest{ModelID: r.modelID, Batch: rows, SeqLen: T, Inputs: in, Targets: tgt})
+		if err != nil {
+			return 0, err
+		}
+		sum += res.Loss * float64(res.Tokens)
+		count += res.Tokens
+	}
+	return sum / float64(count), nil
+}
+
+func (r *run) save(ctx context.Context, step int) error {
+	res, err := r.be.SaveWeights(ctx, accel.SaveRequest{ModelID: r.modelID, WithOptimizer: true})
+	if err != nil {
+		return err
+	}
+	info, err := r.s.bus.PutBytes(ctx, res.Safetensors)
+	if err != nil {
+		return fmt.Errorf("trainer: store checkpoint: %w", err)
+	}
+	r.ckpt = checkpoint{ref: info.Ref, step: step}
+	r.job.Artifact("checkpoint", fmt.Sprintf("%s/step-%06d", r.spec.Model, step), info.Ref, info.Size)
+	return nil
+}
+
+// recover handles a failed backend call: when the plugin died (and was
+// restarted), reload the last checkpoint and return the step to resume at.
+func (r *run) recover(ctx context.Context, err error, restarts *int) (int, error) {
+	if !errors.Is(err, accel.ErrPluginDied) || ctx.Err() != nil {
+		return 0, err
+	}
+	*restarts++
+	if *restarts > r.spec.MaxRestarts {
+		return 0, fmt.Errorf("trainer: backend %s died %d times, more than max_restarts %d: %w", r.spec.Backend, *restarts, r.spec.MaxRestarts, err)
+	}
+	r.job.Log(fmt.Sprintf("backend %s died (%v); restarting from checkpoint at step %d", r.spec.Backend, err, r.ckpt.step))
+	r.s.log.Warn("plugin died, resuming", "job", r.job.ID, "step", r.ckpt.step, "err", err)
+	var lerr error
+	for range 3 { // the host restarts the process; loading may race its start
+		if lerr = r.load(ctx); lerr == nil {
+			r.job.Log(fmt.Sprintf("resumed from step %d on backend pid %d", r.ckpt.step, r.be.Pid()))
+			return r.ckpt.step, nil
+		}
+		if !errors.Is(lerr, accel.ErrPluginDied) {
+			break
+		}
+	}
+	return 0, fmt.Errorf("trainer: reload after plugin restart: %w", lerr)
+}
+
+func (r *run) run(ctx context.Context) ([]byte, error) {
+	sp := r.spec
+	if err := r.load(ctx); err != nil {
+		return nil, fmt.Errorf("trainer: load model: %w", err)
+	}
+	initial, err := r.evaluate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: initial evaluation: %w", err)
+	}
+	r.job.Metric("val_loss", initial, 0)
+	r.job.Log(fmt.Sprintf("model %s: %d parameters, initial validation loss %.4f", sp.Model, r.params, initial))
+	if err := r.save(ctx, 0); err != nil {
+		return nil, err
+	}
+
+	res := Result{Model: sp.Model, Parameters: r.params, Steps: sp.Steps, InitialLoss: initial, Backend: sp.Backend}
+	start := time.Now()
+	windowStart, windowTokens := time.Now(), 0
+	tokensPerStep := int64(sp.Batch * sp.SeqLen)
+	var trainLoss, final float64
+	for step := 0; ; {
+		if step == sp.Steps {
+			// The end: a final evaluation and checkpoint, which a dying
+			// plugin can interrupt like any other step.
+			var err error
+			if final, err = r.evaluate(ctx); err == nil {
+				err = r.save(ctx, sp.Steps)
+			}
+			if err == nil {
+				break
+			}
+			if step, err = r.recover(ctx, err, &res.Restarts); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		in, tgt := r.batch(step)
+		lr := r.lr(step)
+		ts, err := r.be.TrainStep(ctx, accel.TrainStepRequest{ModelID: r.modelID, Batch: sp.Batch, SeqLen: sp.SeqLen, Inputs: in, Targets: tgt})
+		var up accel.UpdateResult
+		if err == nil {
+			up, err = r.be.ApplyUpdate(ctx, accel.UpdateRequest{ModelID: r.modelID, LearningRate: lr})
+		}
+		if err != nil {
+			if step, err = r.recover(ctx, err, &res.Restarts); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		step++
+		trainLoss = ts.Loss
+		res.Tokens += tokensPerStep
+		windowTokens += int(tokensPerStep)
+		if step%sp.LogEvery == 0 || step == sp.Steps {
+			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
+			windowStart, windowTokens = time.Now(), 0
+			r.job.Metric("loss", ts.Loss, int64(step))
+			r.job.Metric("lr", float64(lr), int64(step))
+			r.job.Metric("grad_norm", up.GradNorm, int64(step))
+			r.job.Metric("tokens_per_sec", tps, int64(step))
+			r.job.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s", ts.Loss, tps))
+		}
+		if step%sp.EvalEvery == 0 && step != sp.Steps {
+			vl, err := r.evaluate(ctx)
+			if err != nil {
+				if step, err = r.recover(ctx, err, &res.Restarts); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			r.job.Metric("val_loss", vl, int64(step))
+		}
+		if step%sp.CheckpointEvery == 0 && step != sp.Steps {
+			if err := r.save(ctx, step); err != nil {
+				if step, err = r.recover(ctx, err, &res.Restarts); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.TokensPerSec = float64(res.Tokens) / res.Seconds
+	res.FinalTrainLoss = trainLoss
+	r.job.Metric("val_loss", final, int64(sp.Steps))
+	res.FinalLoss, res.Checkpoint = final, r.ckpt.ref
+
+	tokRef := ""
+	if sp.Tokenizer != "" {
+		tr, err := r.s.bus.GetTokenizer(ctx, sp.Tokenizer)
+		if err != nil {
+			return nil, err
+		}
+		tokRef = tr.Ref
+	}
+	rec := &busv1.ModelRecord{
+		Name: sp.Model, Checkpoint: r.ckpt.ref, Tokenizer: tokRef, ConfigJson: sp.Config,
+		Parameters: r.params, Step: int64(sp.Steps), ValLoss: final, CreatedAt: timestamppb.Now(), JobId: r.job.ID,
+	}
+	if err := r.s.bus.PutModel(ctx, rec); err != nil {
+		return nil, err
+	}
+	r.job.Log(fmt.Sprintf("model %s registered: validation loss %.4f -> %.4f in %d steps (%.0f tokens/s)", sp.Model, initial, final, sp.Steps, res.TokensPerSec))
+	_ = r.be.Unload(context.WithoutCancel(ctx), r.modelID)
+	return json.Marshal(res)
+}
