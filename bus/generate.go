@@ -15,9 +15,13 @@ import (
 // ErrNoResponders: no service is subscribed to the subject of a request.
 var ErrNoResponders = errors.New("no service answers")
 
-// GenerateError is a generation the inference service refused or failed,
-// with its message.
-type GenerateError struct{ Message string }
+// GenerateError is a generation the inference service refused or failed:
+// its message and a Connect code name (invalid_argument, not_found,
+// unavailable, deadline_exceeded, internal).
+type GenerateError struct{ Code, Message string }
+
+// Is makes a not_found GenerateError match ErrNotFound.
+func (e *GenerateError) Is(target error) bool { return target == ErrNotFound && e.Code == "not_found" }
 
 func (e *GenerateError) Error() string { return "generate: " + e.Message }
 
@@ -65,7 +69,7 @@ func (b *Bus) Generate(ctx context.Context, req *busv1.GenerateRequest, fn func(
 				return fmt.Errorf("generate %q: chunk: %w: %v", req.Model, ErrMalformed, err)
 			}
 			if c.Error != "" {
-				return &GenerateError{Message: c.Error}
+				return &GenerateError{Code: c.ErrorCode, Message: c.Error}
 			}
 			if c.Seq != next {
 				return fmt.Errorf("generate %q: chunk %d arrived, want %d: %w", req.Model, c.Seq, next, ErrMalformed)

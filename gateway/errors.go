@@ -16,7 +16,14 @@ func connectError(err error) error {
 		return nil
 	}
 	var ce *connect.Error
+	var ge *bus.GenerateError
 	switch {
+	case errors.As(err, &ge):
+		var code connect.Code
+		if code.UnmarshalText([]byte(ge.Code)) != nil {
+			code = connect.CodeInternal
+		}
+		return connect.NewError(code, err)
 	case errors.As(err, &ce):
 		return err
 	case errors.Is(err, context.Canceled):
@@ -30,6 +37,8 @@ func connectError(err error) error {
 	case errors.Is(err, bus.ErrUnknownKind), errors.Is(err, bus.ErrInvalidName), errors.Is(err, bus.ErrInvalidRef),
 		errors.Is(err, bus.ErrMalformed), errors.Is(err, tensor.ErrMalformed), errors.Is(err, errInvalid):
 		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, bus.ErrFinished):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, bus.ErrNoResponders):
 		return connect.NewError(connect.CodeUnavailable, err)
 	}

@@ -208,7 +208,7 @@ func Normalize(s string) string {
 		switch {
 		case r == '\r':
 			continue
-		case r == '\u2028' || r == '\u2029' || r == '\v' || r == '\f':
+		case r == '\u2028' || r == '\u2029' || r == '\u0085' || r == '\v' || r == '\f':
 			b.WriteByte('\n')
 		case r == '\n' || r == '\t':
 			b.WriteRune(r)

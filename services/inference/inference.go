@@ -125,15 +125,15 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 	var req busv1.GenerateRequest
 	out := m.Reply
-	fail := func(format string, args ...any) {
-		s.send(out, &busv1.GenerateChunk{Done: true, FinishReason: "error", Error: fmt.Sprintf(format, args...)})
+	fail := func(code, format string, args ...any) {
+		s.send(out, &busv1.GenerateChunk{Done: true, FinishReason: "error", ErrorCode: code, Error: fmt.Sprintf(format, args...)})
 	}
 	if len(m.Data) > MaxRequestBytes {
-		fail("generate request of %d bytes exceeds %d", len(m.Data), MaxRequestBytes)
+		fail("invalid_argument", "generate request of %d bytes exceeds %d", len(m.Data), MaxRequestBytes)
 		return
 	}
 	if err := proto.Unmarshal(m.Data, &req); err != nil {
-		fail("malformed generate request: %v", err)
+		fail("invalid_argument", "malformed generate request: %v", err)
 		return
 	}
 	if req.StreamSubject != "" {
@@ -144,16 +144,16 @@ func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	if err := validate(&req); err != nil {
-		fail("%v", err)
+		fail("invalid_argument", "%v", err)
 		return
 	}
 	if want := bus.InferSubject(req.Model); m.Subject != want {
-		fail("request for model %q arrived on %s, want %s", req.Model, m.Subject, want)
+		fail("invalid_argument", "request for model %q arrived on %s, want %s", req.Model, m.Subject, want)
 		return
 	}
 	if err := s.generate(ctx, &req, func(c *busv1.GenerateChunk) { s.send(out, c) }); err != nil {
 		s.log.Warn("generate failed", "model", req.Model, "err", err)
-		fail("%v", err)
+		fail(errorCode(err), "%v", err)
 	}
 }
 
@@ -352,4 +352,19 @@ func validPrefix(s string) int {
 		}
 	}
 	return len(s)
+}
+
+// errorCode classifies err with a Connect code name for the client.
+func errorCode(err error) string {
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, bus.ErrInvalidName):
+		return "invalid_argument"
+	case errors.Is(err, accel.ErrPluginDied), errors.Is(err, accel.ErrPluginNotFound):
+		return "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline_exceeded"
+	}
+	return "internal"
 }

@@ -82,8 +82,16 @@ func (s *Spec) Validate() error {
 	if d.Builtin == "" && d.Input == "" {
 		return errors.New("dataset: set builtin (\"demo\") or input (a registered dataset)")
 	}
+	if d.Input != "" {
+		if err := bus.ValidName(d.Input); err != nil {
+			return fmt.Errorf("dataset.input: %w", err)
+		}
+	}
 	if d.Output == "" {
 		d.Output = s.Name + "-clean"
+	}
+	if err := bus.ValidName(d.Output); err != nil {
+		return fmt.Errorf("dataset.output: %w", err)
 	}
 	if s.Tokenizer.Name == "" {
 		s.Tokenizer.Name = s.Name
@@ -117,6 +125,9 @@ func (s *Spec) Validate() error {
 
 // ParseSpec decodes and validates a JSON pipeline spec.
 func ParseSpec(data []byte) (*Spec, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: pipeline: spec is not valid UTF-8", jobspec.ErrInvalid)
+	}
 	var s Spec
 	if err := jobspec.Decode("pipeline", data, &s); err != nil {
 		return nil, err

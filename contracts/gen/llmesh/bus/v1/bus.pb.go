@@ -753,8 +753,11 @@ type GenerateChunk struct {
 	PromptTokens     int32                  `protobuf:"varint,6,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	CompletionTokens int32                  `protobuf:"varint,7,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	Seq              int64                  `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// error_code classifies error with the Connect code names:
+	// invalid_argument, not_found, unavailable, internal.
+	ErrorCode     string `protobuf:"bytes,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateChunk) Reset() {
@@ -841,6 +844,13 @@ func (x *GenerateChunk) GetSeq() int64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *GenerateChunk) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
 }
 
 // EncodeRequest is sent to tokenizer.encode.
@@ -1432,7 +1442,7 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\vtemperature\x18\x04 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x12\n" +
 	"\x04seed\x18\x06 \x01(\x04R\x04seed\x12%\n" +
-	"\x0estream_subject\x18\a \x01(\tR\rstreamSubject\"\xf3\x01\n" +
+	"\x0estream_subject\x18\a \x01(\tR\rstreamSubject\"\x92\x02\n" +
 	"\rGenerateChunk\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x1b\n" +
 	"\ttoken_ids\x18\x02 \x03(\x05R\btokenIds\x12\x12\n" +
@@ -1441,7 +1451,9 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12#\n" +
 	"\rprompt_tokens\x18\x06 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\a \x01(\x05R\x10completionTokens\x12\x10\n" +
-	"\x03seq\x18\b \x01(\x03R\x03seq\"C\n" +
+	"\x03seq\x18\b \x01(\x03R\x03seq\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\t \x01(\tR\terrorCode\"C\n" +
 	"\rEncodeRequest\x12\x1c\n" +
 	"\ttokenizer\x18\x01 \x01(\tR\ttokenizer\x12\x14\n" +
 	"\x05texts\x18\x02 \x03(\tR\x05texts\"\x1c\n" +
