@@ -63,13 +63,19 @@ type Service struct {
 
 // loaded is a model resident in the plugin.
 type loaded struct {
-	mu    sync.Mutex // held while loading
-	ready bool
-	id    string // model id in the backend
-	ref   string // checkpoint ref
-	tok   *bpe.Tokenizer
-	cfg   transformer.Config
-	eot   uint32
+	mu  sync.Mutex // held while loading
+	cur *resident  // nil until loaded; replaced on reload, never modified
+}
+
+// resident is one loaded checkpoint of a model. It is immutable once
+// published in loaded.cur, so requests read it without a lock while another
+// request reloads the model.
+type resident struct {
+	id  string // model id in the backend
+	ref string // checkpoint ref
+	tok *bpe.Tokenizer
+	cfg transformer.Config
+	eot uint32
 }
 
 // New validates cfg and builds the service.
@@ -207,7 +213,7 @@ func (s *Service) backendPlugin(ctx context.Context) (*accel.Plugin, error) {
 }
 
 // model makes sure the registry's current checkpoint of name is loaded.
-func (s *Service) model(ctx context.Context, name string, reload bool) (*loaded, *accel.Plugin, error) {
+func (s *Service) model(ctx context.Context, name string, reload bool) (*resident, *accel.Plugin, error) {
 	rec, err := s.bus.GetModel(ctx, name)
 	if err != nil {
 		return nil, nil, err
@@ -226,10 +232,10 @@ func (s *Service) model(ctx context.Context, name string, reload bool) (*loaded,
 
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
-	if lm.ready && lm.ref == rec.Checkpoint && !reload {
-		return lm, p, nil
+	if lm.cur != nil && lm.cur.ref == rec.Checkpoint && !reload {
+		return lm.cur, p, nil
 	}
-	lm.ready = false
+	lm.cur = nil
 	cfg, err := transformer.ParseConfig(rec.ConfigJson)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %q: %w", name, err)
@@ -257,9 +263,9 @@ func (s *Service) model(ctx context.Context, name string, reload bool) (*loaded,
 	if _, err := p.LoadModel(ctx, accel.LoadRequest{ModelID: id, ConfigJSON: rec.ConfigJson, Weights: w}); err != nil {
 		return nil, nil, fmt.Errorf("model %q: load: %w", name, err)
 	}
-	lm.ready, lm.id, lm.ref, lm.tok, lm.cfg, lm.eot = true, id, rec.Checkpoint, tok, cfg, eot
+	lm.cur = &resident{id: id, ref: rec.Checkpoint, tok: tok, cfg: cfg, eot: eot}
 	s.log.Info("loaded model", "name", name, "checkpoint", rec.Checkpoint, "backend", s.backend)
-	return lm, p, nil
+	return lm.cur, p, nil
 }
 
 // generate runs one request, calling emit for each chunk of text and once

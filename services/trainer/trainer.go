@@ -88,12 +88,23 @@ type run struct {
 	modelID string
 	ckpt    checkpoint
 	params  uint64
+	tokRef  string // the tokenizer's object ref, resolved before training
 }
 
 func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	r := &run{s: s, job: job, modelID: job.ID}
 	if err := jobspec.Decode("train", job.Spec, &r.spec); err != nil {
 		return nil, err
+	}
+	if r.spec.Tokenizer != "" {
+		tr, err := s.bus.GetTokenizer(ctx, r.spec.Tokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: %w", err)
+		}
+		if int(tr.VocabSize) > r.spec.cfg.VocabSize {
+			return nil, fmt.Errorf("trainer: tokenizer %q has %d tokens, more than the model's vocab_size %d", tr.Name, tr.VocabSize, r.spec.cfg.VocabSize)
+		}
+		r.tokRef = tr.Ref
 	}
 	var err error
 	if r.train, err = s.tokens(ctx, r.spec.TrainRef, r.spec.cfg.VocabSize); err != nil {
@@ -275,20 +286,28 @@ func (r *run) recover(ctx context.Context, err error, restarts *int) (int, error
 
 func (r *run) run(ctx context.Context) ([]byte, error) {
 	sp := r.spec
-	if err := r.load(ctx); err != nil {
-		return nil, fmt.Errorf("trainer: load model: %w", err)
-	}
-	initial, err := r.evaluate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("trainer: initial evaluation: %w", err)
+	res := Result{Model: sp.Model, Steps: sp.Steps, Backend: sp.Backend}
+	// The start: a fresh model, its initial loss and the step-0 checkpoint;
+	// a plugin that dies here is restarted like anywhere else.
+	var initial float64
+	for {
+		err := r.load(ctx)
+		if err == nil {
+			initial, err = r.evaluate(ctx)
+		}
+		if err == nil {
+			err = r.save(ctx, 0)
+		}
+		if err == nil {
+			break
+		}
+		if _, err = r.recover(ctx, err, &res.Restarts); err != nil {
+			return nil, fmt.Errorf("trainer: start: %w", err)
+		}
 	}
 	r.job.Metric("val_loss", initial, 0)
 	r.job.Log(fmt.Sprintf("model %s: %d parameters, initial validation loss %.4f", sp.Model, r.params, initial))
-	if err := r.save(ctx, 0); err != nil {
-		return nil, err
-	}
-
-	res := Result{Model: sp.Model, Parameters: r.params, Steps: sp.Steps, InitialLoss: initial, Backend: sp.Backend}
+	res.Parameters, res.InitialLoss = r.params, initial
 	start := time.Now()
 	windowStart, windowTokens := time.Now(), 0
 	tokensPerStep := int64(sp.Batch * sp.SeqLen)
@@ -363,16 +382,8 @@ func (r *run) run(ctx context.Context) ([]byte, error) {
 	r.job.Metric("val_loss", final, int64(sp.Steps))
 	res.FinalLoss, res.Checkpoint = final, r.ckpt.ref
 
-	tokRef := ""
-	if sp.Tokenizer != "" {
-		tr, err := r.s.bus.GetTokenizer(ctx, sp.Tokenizer)
-		if err != nil {
-			return nil, err
-		}
-		tokRef = tr.Ref
-	}
 	rec := &busv1.ModelRecord{
-		Name: sp.Model, Checkpoint: r.ckpt.ref, Tokenizer: tokRef, ConfigJson: sp.Config,
+		Name: sp.Model, Checkpoint: r.ckpt.ref, Tokenizer: r.tokRef, ConfigJson: sp.Config,
 		Parameters: r.params, Step: int64(sp.Steps), ValLoss: final, CreatedAt: timestamppb.Now(), JobId: r.job.ID,
 	}
 	if err := r.s.bus.PutModel(ctx, rec); err != nil {
