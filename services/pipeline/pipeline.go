@@ -104,11 +104,11 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	// tokenize
 	t := spec.Tokenizer
 	var tok struct {
-		VocabSize   int64  `json:"vocab_size"`
-		TrainRef    string `json:"train_ref"`
-		ValRef      string `json:"val_ref"`
-		TrainTokens int64  `json:"train_tokens"`
-		ValTokens   int64  `json:"val_tokens"`
+		VocabSize   int64    `json:"vocab_size"`
+		TrainRefs   []string `json:"train_refs"`
+		ValRef      string   `json:"val_ref"`
+		TrainTokens int64    `json:"train_tokens"`
+		ValTokens   int64    `json:"val_tokens"`
 	}
 	if err := s.stage(ctx, job, &sum, "tokenize", map[string]any{
 		"dataset": d.Output, "tokenizer": t.Name, "vocab_size": t.VocabSize, "min_frequency": t.MinFrequency, "val_fraction": t.ValFraction,
@@ -127,7 +127,7 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 		cfg["vocab_size"] = tok.VocabSize
 	}
 	trainSpec := map[string]any{
-		"model": tr.Model, "tokenizer": t.Name, "train_ref": tok.TrainRef, "val_ref": tok.ValRef, "config": cfg,
+		"model": tr.Model, "tokenizer": t.Name, "train_refs": tok.TrainRefs, "val_ref": tok.ValRef, "config": cfg,
 		"backend": tr.Backend, "steps": tr.Steps, "batch": tr.Batch, "seq_len": tr.SeqLen, "lr": tr.LR, "min_lr": tr.MinLR,
 		"warmup": tr.Warmup, "weight_decay": tr.WeightDecay, "grad_clip": tr.GradClip, "eval_every": tr.EvalEvery,
 		"eval_batches": tr.EvalBatches, "checkpoint_every": tr.CheckpointEvery, "log_every": tr.LogEvery, "seed": tr.Seed,

@@ -55,7 +55,7 @@ var (
 	valRef     = bus.RefOf([]byte("val shard"))
 	fakeResult = map[string]string{
 		bus.KindDataprep: `{"dataset":"p-clean","ref":"` + bus.RefOf([]byte("corpus")) + `","bytes":4321,"input_documents":12,"documents":10}`,
-		bus.KindTokenize: `{"tokenizer":"p","vocab_size":296,"train_ref":"` + trainRef + `","val_ref":"` + valRef + `","train_tokens":900,"val_tokens":100}`,
+		bus.KindTokenize: `{"tokenizer":"p","vocab_size":296,"train_refs":["` + trainRef + `"],"val_ref":"` + valRef + `","train_tokens":900,"val_tokens":100}`,
 		bus.KindTrain:    `{"parameters":12345,"steps":20,"initial_val_loss":5.5,"final_val_loss":3.25,"tokens_per_sec":1000.5,"plugin_restarts":1}`,
 	}
 	fakeText = []string{"甲方", "应当", "付款。"}
@@ -300,11 +300,11 @@ func TestPipeline(t *testing.T) {
 	}
 	train := h.child(t, id+"-train").Spec
 	gotTrain := map[string]any{}
-	for _, k := range []string{"model", "tokenizer", "train_ref", "val_ref", "config", "steps", "batch", "lr"} {
+	for _, k := range []string{"model", "tokenizer", "train_refs", "val_ref", "config", "steps", "batch", "lr"} {
 		gotTrain[k] = train[k]
 	}
 	if diff := cmp.Diff(map[string]any{
-		"model": "m1", "tokenizer": "p", "train_ref": trainRef, "val_ref": valRef, "steps": 20.0, "batch": 4.0, "lr": 0.01,
+		"model": "m1", "tokenizer": "p", "train_refs": []any{trainRef}, "val_ref": valRef, "steps": 20.0, "batch": 4.0, "lr": 0.01,
 		// vocab_size is the tokenize result's (296), not the requested 300.
 		"config": map[string]any{"n_ctx": 16.0, "n_embd": 32.0, "n_layer": 1.0, "n_head": 2.0, "vocab_size": 296.0},
 	}, gotTrain); diff != "" {

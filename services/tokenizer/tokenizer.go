@@ -25,6 +25,9 @@ import (
 // EndOfText separates documents in token shards.
 const EndOfText = "<|endoftext|>"
 
+// MaxShards bounds the training shards of one tokenize job.
+const MaxShards = 1024
+
 // Limits on online requests.
 const (
 	MaxRequestTexts = 1024
@@ -45,6 +48,9 @@ type Spec struct {
 	MinFrequency int `json:"min_frequency,omitempty"`
 	// ValFraction of the documents (chosen by content hash) go to validation.
 	ValFraction float64 `json:"val_fraction,omitempty"`
+	// Shards splits the training tokens into this many objects, at
+	// document boundaries and of about equal size, one per trainer shard.
+	Shards int `json:"shards,omitempty"`
 }
 
 // Validate checks the spec and fills in defaults.
@@ -59,9 +65,15 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("tokenizer: %w", err)
 	}
 	if s.Use != "" {
-		if err := bus.ValidName(s.Use); err != nil {
+		if _, _, err := bus.ParseTokenizerRef(s.Use); err != nil {
 			return fmt.Errorf("use: %w", err)
 		}
+	}
+	if s.Shards == 0 {
+		s.Shards = 1
+	}
+	if s.Shards < 1 || s.Shards > MaxShards {
+		return fmt.Errorf("shards %d out of range [1, %d]", s.Shards, MaxShards)
 	}
 	if s.VocabSize == 0 {
 		s.VocabSize = 1024
@@ -86,17 +98,21 @@ func (s *Spec) Validate() error {
 
 // Result is what a tokenize job reports.
 type Result struct {
-	Tokenizer    string  `json:"tokenizer"`
-	TokenizerRef string  `json:"tokenizer_ref"`
-	VocabSize    int     `json:"vocab_size"`
-	Documents    int     `json:"documents"`
-	Bytes        int64   `json:"bytes"`
-	TrainRef     string  `json:"train_ref"`
-	ValRef       string  `json:"val_ref"`
-	TrainTokens  int     `json:"train_tokens"`
-	ValTokens    int     `json:"val_tokens"`
-	TrainSeconds float64 `json:"train_seconds"`
-	EncodeMBps   float64 `json:"encode_mb_per_s"`
+	Tokenizer        string `json:"tokenizer"`
+	TokenizerVersion int32  `json:"tokenizer_version"`
+	TokenizerRef     string `json:"tokenizer_ref"`
+	VocabSize        int    `json:"vocab_size"`
+	Documents        int    `json:"documents"`
+	Bytes            int64  `json:"bytes"`
+	// TrainRef is the training shard when there is one; TrainRefs lists
+	// every training shard, in order.
+	TrainRef     string   `json:"train_ref,omitempty"`
+	TrainRefs    []string `json:"train_refs"`
+	ValRef       string   `json:"val_ref"`
+	TrainTokens  int      `json:"train_tokens"`
+	ValTokens    int      `json:"val_tokens"`
+	TrainSeconds float64  `json:"train_seconds"`
+	EncodeMBps   float64  `json:"encode_mb_per_s"`
 }
 
 // Config configures the service.
@@ -175,7 +191,7 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 		if tok, err = s.load(ctx, rec.Ref); err != nil {
 			return nil, err
 		}
-		res.Tokenizer, res.TokenizerRef = spec.Use, rec.Ref
+		res.Tokenizer, res.TokenizerVersion, res.TokenizerRef = rec.Name, rec.Version, rec.Ref
 	} else {
 		job.Progress("train-tokenizer", 0, int64(spec.VocabSize), fmt.Sprintf("training a %d-token BPE vocabulary", spec.VocabSize))
 		last := time.Now()
@@ -203,11 +219,11 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: store tokenizer %q: %w", spec.Tokenizer, err)
 		}
-		if err := s.bus.PutTokenizer(ctx, &busv1.TokenizerRecord{
-			Name: spec.Tokenizer, Ref: info.Ref, VocabSize: int32(tok.VocabSize()), Dataset: spec.Dataset,
-		}); err != nil {
+		rec := &busv1.TokenizerRecord{Name: spec.Tokenizer, Ref: info.Ref, VocabSize: int32(tok.VocabSize()), Dataset: spec.Dataset}
+		if err := s.bus.PutTokenizer(ctx, rec); err != nil {
 			return nil, err
 		}
+		res.TokenizerVersion = rec.Version
 		job.Artifact("tokenizer", spec.Tokenizer, info.Ref, info.Size)
 		res.Tokenizer, res.TokenizerRef = spec.Tokenizer, info.Ref
 	}
@@ -238,43 +254,85 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 
 	encStart := time.Now()
 	job.Progress("encode", 0, int64(len(docs)), "encoding the dataset")
-	trainIDs := encode(tok, train, eot)
+	trainDocs := tok.EncodeBatch(train)
 	job.Progress("encode", int64(len(train)), int64(len(docs)), "")
-	valIDs := encode(tok, val, eot)
+	valIDs := concat(tok.EncodeBatch(val), eot)
 	job.Progress("encode", int64(len(docs)), int64(len(docs)), "")
 	res.EncodeMBps = float64(rec.Size) / 1e6 / time.Since(encStart).Seconds()
 
-	for _, sh := range []struct {
-		split string
-		ids   []uint32
-		ref   *string
-		n     *int
-	}{{"train", trainIDs, &res.TrainRef, &res.TrainTokens}, {"val", valIDs, &res.ValRef, &res.ValTokens}} {
-		payload, err := EncodeShard(sh.ids, tok.VocabSize(), map[string]string{
-			"split": sh.split, "tokenizer": res.Tokenizer, "dataset": spec.Dataset,
-		})
+	store := func(split string, shard int, ids []uint32) (string, error) {
+		meta := map[string]string{"split": split, "tokenizer": res.Tokenizer, "tokenizer_ref": res.TokenizerRef, "dataset": spec.Dataset}
+		name := spec.Dataset + "/" + split
+		if split == "train" {
+			meta["shard"], meta["shards"] = fmt.Sprint(shard), fmt.Sprint(spec.Shards)
+			name = fmt.Sprintf("%s/train-%04d-of-%04d", spec.Dataset, shard, spec.Shards)
+		}
+		payload, err := EncodeShard(ids, tok.VocabSize(), meta)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		info, err := s.bus.PutBytes(ctx, payload)
 		if err != nil {
-			return nil, fmt.Errorf("tokenizer: store %s shard: %w", sh.split, err)
+			return "", fmt.Errorf("tokenizer: store %s: %w", name, err)
 		}
-		job.Artifact("tokens", spec.Dataset+"/"+sh.split, info.Ref, info.Size)
-		*sh.ref, *sh.n = info.Ref, len(sh.ids)
+		job.Artifact("tokens", name, info.Ref, info.Size)
+		return info.Ref, nil
 	}
+	for i, part := range splitShards(trainDocs, spec.Shards) {
+		ids := concat(part, eot)
+		ref, err := store("train", i, ids)
+		if err != nil {
+			return nil, err
+		}
+		res.TrainRefs = append(res.TrainRefs, ref)
+		res.TrainTokens += len(ids)
+	}
+	if len(res.TrainRefs) == 1 {
+		res.TrainRef = res.TrainRefs[0]
+	}
+	if res.ValRef, err = store("val", 0, valIDs); err != nil {
+		return nil, err
+	}
+	res.ValTokens = len(valIDs)
 	job.Log(fmt.Sprintf("tokenized %d documents: vocab %d, %d train and %d validation tokens (%.2f bytes/token)",
 		len(docs), res.VocabSize, res.TrainTokens, res.ValTokens, float64(rec.Size)/float64(res.TrainTokens+res.ValTokens)))
 	return json.Marshal(res)
 }
 
-func encode(tok *bpe.Tokenizer, docs []string, eot uint32) []uint32 {
-	var ids []uint32
-	for _, d := range tok.EncodeBatch(docs) {
+// concat joins encoded documents, each followed by the end-of-text token.
+func concat(docs [][]uint32, eot uint32) []uint32 {
+	n := 0
+	for _, d := range docs {
+		n += len(d) + 1
+	}
+	ids := make([]uint32, 0, n)
+	for _, d := range docs {
 		ids = append(ids, d...)
 		ids = append(ids, eot)
 	}
 	return ids
+}
+
+// splitShards cuts encoded documents into n contiguous groups of about
+// equal token counts, each holding at least one document when there are
+// enough.
+func splitShards(docs [][]uint32, n int) [][][]uint32 {
+	n = max(min(n, len(docs)), 1)
+	total := 0
+	for _, d := range docs {
+		total += len(d) + 1
+	}
+	out := make([][][]uint32, 0, n)
+	start, acc := 0, 0
+	for i, d := range docs {
+		acc += len(d) + 1
+		left := n - len(out) - 1 // groups still to fill after this one
+		if left > 0 && (acc*n >= total*(len(out)+1) || len(docs)-i-1 == left) {
+			out = append(out, docs[start:i+1])
+			start = i + 1
+		}
+	}
+	return append(out, docs[start:])
 }
 
 // EncodeShard packs token ids as an Arrow tensor named "tokens": uint16 when
@@ -313,9 +371,6 @@ func (s *Service) load(ctx context.Context, ref string) (*bpe.Tokenizer, error) 
 }
 
 func (s *Service) byName(name string) (*bpe.Tokenizer, error) {
-	if err := bus.ValidName(name); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rec, err := s.bus.GetTokenizer(ctx, name)

@@ -239,7 +239,11 @@ func TestTokenizeJob(t *testing.T) {
 				t.Fatalf("%s token %d is %d, not below vocab_size %d", split, i, id, res.VocabSize)
 			}
 		}
-		if diff := cmp.Diff(map[string]string{"split": split, "tokenizer": "small", "dataset": "small"}, meta); diff != "" {
+		want := map[string]string{"split": split, "tokenizer": "small", "dataset": "small", "tokenizer_ref": res.TokenizerRef}
+		if split == "train" {
+			want["shard"], want["shards"] = "0", "1"
+		}
+		if diff := cmp.Diff(want, meta); diff != "" {
 			t.Errorf("%s shard metadata (-want +got):\n%s", split, diff)
 		}
 		all = append(all, splitDocs(t, tok, ids)...)
@@ -311,7 +315,7 @@ func TestJobErrors(t *testing.T) {
 		"dataset slash":     {`{"dataset":"a/b"}`, []string{"invalid job spec", `dataset: name "a/b"`}},
 		"no dataset":        {`{}`, []string{"invalid job spec", "dataset: name is empty"}},
 		"tokenizer path":    {`{"dataset":"small","tokenizer":"../t"}`, []string{"invalid job spec", `tokenizer: name "../t"`}},
-		"use path":          {`{"dataset":"small","use":"x/y"}`, []string{"invalid job spec", `use: name "x/y"`}},
+		"use path":          {`{"dataset":"small","use":"x/y"}`, []string{"invalid job spec", `use: tokenizer: name "x/y"`}},
 		"missing dataset":   {`{"dataset":"nope"}`, []string{`dataset "nope"`, "not found"}},
 		"missing tokenizer": {`{"dataset":"small","use":"nope"}`, []string{`tokenizer "nope"`, "not found"}},
 		"one document":      {`{"dataset":"single"}`, []string{`dataset "single" has 1 documents`}},
@@ -336,7 +340,7 @@ func TestSpecDefaults(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := tokenizer.Spec{Dataset: "d", Tokenizer: "d", VocabSize: 1024, MinFrequency: 2, ValFraction: 0.05}
+	want := tokenizer.Spec{Dataset: "d", Tokenizer: "d", VocabSize: 1024, MinFrequency: 2, ValFraction: 0.05, Shards: 1}
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}

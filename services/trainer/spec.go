@@ -16,9 +16,12 @@ type Spec struct {
 	Model string `json:"model"`
 	// Tokenizer is the registered tokenizer the token shards were made with.
 	Tokenizer string `json:"tokenizer"`
-	// TrainRef and ValRef are the object refs of the token shards.
-	TrainRef string `json:"train_ref"`
-	ValRef   string `json:"val_ref"`
+	// TrainRef and ValRef are the object refs of the token shards; a job
+	// may instead list several training shards in TrainRefs, which are read
+	// in order as one stream.
+	TrainRef  string   `json:"train_ref,omitempty"`
+	TrainRefs []string `json:"train_refs,omitempty"`
+	ValRef    string   `json:"val_ref"`
 	// Config is the transformer config (accel/transformer.Config as JSON).
 	Config json.RawMessage `json:"config"`
 	// Backend is the accelerator plugin to train on.
@@ -49,12 +52,21 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("model: %w", err)
 	}
 	if s.Tokenizer != "" {
-		if err := bus.ValidName(s.Tokenizer); err != nil {
-			return fmt.Errorf("tokenizer: %w", err)
+		if _, _, err := bus.ParseTokenizerRef(s.Tokenizer); err != nil {
+			return err
 		}
 	}
-	if s.TrainRef == "" || s.ValRef == "" {
-		return errors.New("train_ref and val_ref (token shard refs) are required")
+	if s.TrainRef != "" && len(s.TrainRefs) > 0 {
+		return errors.New("set train_ref or train_refs, not both")
+	}
+	if s.TrainRef != "" {
+		s.TrainRefs = []string{s.TrainRef}
+	}
+	if len(s.TrainRefs) == 0 || s.ValRef == "" {
+		return errors.New("train_ref (or train_refs) and val_ref (token shard refs) are required")
+	}
+	if len(s.TrainRefs) > 1024 {
+		return fmt.Errorf("train_refs lists %d shards; the limit is 1024", len(s.TrainRefs))
 	}
 	if len(s.Config) == 0 {
 		return errors.New("config (the transformer config) is required")

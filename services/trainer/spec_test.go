@@ -28,13 +28,13 @@ func TestSpecValidate(t *testing.T) {
 	}{
 		"defaults": {
 			spec: `{` + base + `}`,
-			want: &Spec{Model: "m", TrainRef: trainRef, ValRef: valRef, Config: []byte(tinyConfig), Backend: "cpu",
+			want: &Spec{Model: "m", TrainRef: trainRef, TrainRefs: []string{trainRef}, ValRef: valRef, Config: []byte(tinyConfig), Backend: "cpu",
 				Steps: 200, Batch: 8, SeqLen: 16, LR: 3e-3, MinLR: 3e-4, Warmup: 10, WeightDecay: 0.1, GradClip: 1,
 				EvalEvery: 25, EvalBatches: 4, CheckpointEvery: 50, LogEvery: 10, MaxRestarts: 3},
 		},
 		"explicit values kept": {
 			spec: `{` + base + `,"tokenizer":"tok","backend":"cuda","steps":30,"batch":4,"seq_len":8,"lr":0.01,"min_lr":0.001,"warmup":3,"eval_every":5,"checkpoint_every":6,"log_every":2,"seed":9,"max_restarts":1}`,
-			want: &Spec{Model: "m", Tokenizer: "tok", TrainRef: trainRef, ValRef: valRef, Config: []byte(tinyConfig), Backend: "cuda",
+			want: &Spec{Model: "m", Tokenizer: "tok", TrainRef: trainRef, TrainRefs: []string{trainRef}, ValRef: valRef, Config: []byte(tinyConfig), Backend: "cuda",
 				Steps: 30, Batch: 4, SeqLen: 8, LR: 0.01, MinLR: 0.001, Warmup: 3, WeightDecay: 0.1, GradClip: 1,
 				EvalEvery: 5, EvalBatches: 4, CheckpointEvery: 6, LogEvery: 2, Seed: 9, MaxRestarts: 1},
 		},
@@ -43,8 +43,8 @@ func TestSpecValidate(t *testing.T) {
 		"negative lr":           {spec: `{` + base + `,"lr":-0.1}`, wantErr: "out of range"},
 		"min_lr above lr":       {spec: `{` + base + `,"lr":0.01,"min_lr":0.1}`, wantErr: "min_lr 0.1"},
 		"negative weight decay": {spec: `{` + base + `,"weight_decay":-1}`, wantErr: "weight_decay -1"},
-		"missing train_ref":     {spec: `{"model":"m","val_ref":"` + valRef + `","config":` + tinyConfig + `}`, wantErr: "train_ref and val_ref"},
-		"missing val_ref":       {spec: `{"model":"m","train_ref":"` + trainRef + `","config":` + tinyConfig + `}`, wantErr: "train_ref and val_ref"},
+		"missing train_ref":     {spec: `{"model":"m","val_ref":"` + valRef + `","config":` + tinyConfig + `}`, wantErr: "train_ref (or train_refs) and val_ref"},
+		"missing val_ref":       {spec: `{"model":"m","train_ref":"` + trainRef + `","config":` + tinyConfig + `}`, wantErr: "train_ref (or train_refs) and val_ref"},
 		"missing model":         {spec: `{"train_ref":"` + trainRef + `","val_ref":"` + valRef + `","config":` + tinyConfig + `}`, wantErr: "model: name is empty"},
 		"model with a path":     {spec: `{` + strings.Replace(base, `"model":"m"`, `"model":"../m"`, 1) + `}`, wantErr: `"../m"`},
 		"bad tokenizer name":    {spec: `{` + base + `,"tokenizer":"a/b"}`, wantErr: "tokenizer:"},

@@ -107,8 +107,12 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 		r.tokRef = tr.Ref
 	}
 	var err error
-	if r.train, err = s.tokens(ctx, r.spec.TrainRef, r.spec.cfg.VocabSize); err != nil {
-		return nil, fmt.Errorf("trainer: train shard: %w", err)
+	for _, ref := range r.spec.TrainRefs {
+		ids, err := s.tokens(ctx, ref, r.spec.cfg.VocabSize)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: train shard: %w", err)
+		}
+		r.train = append(r.train, ids...)
 	}
 	if r.val, err = s.tokens(ctx, r.spec.ValRef, r.spec.cfg.VocabSize); err != nil {
 		return nil, fmt.Errorf("trainer: validation shard: %w", err)

@@ -1311,8 +1311,10 @@ type TokenizerRecord struct {
 	Ref       string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
 	VocabSize int32  `protobuf:"varint,3,opt,name=vocab_size,json=vocabSize,proto3" json:"vocab_size,omitempty"`
 	// dataset is the dataset it was trained on.
-	Dataset       string                 `protobuf:"bytes,4,opt,name=dataset,proto3" json:"dataset,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Dataset   string                 `protobuf:"bytes,4,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// version counts the tokenizers registered under this name, from 1.
+	Version       int32 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1380,6 +1382,13 @@ func (x *TokenizerRecord) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *TokenizerRecord) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 var File_llmesh_bus_v1_bus_proto protoreflect.FileDescriptor
@@ -1491,7 +1500,7 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1c\n" +
 	"\tdocuments\x18\x05 \x01(\x03R\tdocuments\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xab\x01\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xc5\x01\n" +
 	"\x0fTokenizerRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x1d\n" +
@@ -1499,7 +1508,8 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"vocab_size\x18\x03 \x01(\x05R\tvocabSize\x12\x18\n" +
 	"\adataset\x18\x04 \x01(\tR\adataset\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*\x9a\x01\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x05R\aversion*\x9a\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
