@@ -27,6 +27,7 @@ Usage:
   llmesh generate --model M --prompt P [--nats URL] [...]      generate text
   llmesh jobs [list|get|watch|cancel] [ID] [--nats URL]        inspect jobs
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
+  llmesh bench tokenizer [--json] [--mb 10] [--vocab 32000]     measure against partners, same run
 
 Run "llmesh <command> -h" for a command's flags.
 `
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdGenerate(ctx, args[1:], stdout, stderr)
 	case "jobs":
 		err = cmdJobs(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "plugin":
 		if len(args) != 3 || args[1] != "serve" {
 			err = fmt.Errorf("%w: llmesh plugin serve <backend>", errUsage)

@@ -21,7 +21,11 @@ const MaxIDGaps = 1024
 // pre-tokenizer is a Split on PreTokenizerPattern followed by ByteLevel
 // without its own regex, so HuggingFace cuts Chinese as this package does;
 // a tokenizer loaded from a foreign file writes its pre-tokenizer back
-// unchanged.
+// unchanged. One loaded by LoadTiktoken is written the way HuggingFace
+// converts tiktoken files: its pre-tokenizer (Cl100kPattern in a Split, or
+// GPT-2's ByteLevel), ignore_merges, and as merges every split of every
+// token into two, by rank (see the package documentation for where merges
+// then differ from ranks).
 func (t *Tokenizer) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(`{"version":"1.0","truncation":null,"padding":null,"added_tokens":[`)
@@ -53,7 +57,11 @@ func (t *Tokenizer) MarshalJSON() ([]byte, error) {
 		fmt.Fprintf(&buf, "%s:%d", jsonString(s), id)
 	}
 	buf.WriteString(`},"merges":[`)
-	for i, m := range t.merges {
+	merges := t.merges
+	if t.rankMode {
+		merges = t.rankMerges()
+	}
+	for i, m := range merges {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
@@ -71,6 +79,11 @@ func jsonString(s string) string {
 func (t *Tokenizer) preTokenizerJSON() []byte {
 	if t.preTokRaw != nil {
 		return t.preTokRaw
+	}
+	if t.pre == preCl100k {
+		return []byte(`{"type":"Sequence","pretokenizers":[` +
+			`{"type":"Split","pattern":{"Regex":` + jsonString(Cl100kPattern) + `},"behavior":"Isolated","invert":false},` +
+			`{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}`)
 	}
 	if t.chunk == 0 {
 		return []byte(`{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`)
@@ -151,11 +164,11 @@ func Load(data []byte) (*Tokenizer, error) {
 		return nil, invalid("normalizer %s is not supported", truncate(string(n), 60))
 	}
 	t := &Tokenizer{ignoreMerges: m.IgnoreMerges}
-	chunk, raw, err := parsePreTokenizer(f.PreTokenizer)
+	pre, chunk, raw, err := parsePreTokenizer(f.PreTokenizer)
 	if err != nil {
 		return nil, err
 	}
-	t.chunk, t.preTokRaw = chunk, raw
+	t.pre, t.chunk, t.preTokRaw = pre, chunk, raw
 
 	// Ids: vocab entries and added tokens, dense or not, each used once.
 	maxID := int64(-1)
@@ -278,34 +291,53 @@ func parseMerge(raw json.RawMessage) (string, string, error) {
 	return p[0], p[1], nil
 }
 
-// parsePreTokenizer maps the pre_tokenizer to a Han chunk length. Ours
-// (Split on PreTokenizerPattern, then ByteLevel without regex) is
-// ChunkRunes; anything else that is byte-level is encoded with GPT-2's rule
-// and kept verbatim for MarshalJSON.
-func parsePreTokenizer(raw json.RawMessage) (int, []byte, error) {
+// parsePreTokenizer maps the pre_tokenizer to a pre-tokenizer and Han chunk
+// length. Ours (Split on PreTokenizerPattern, then ByteLevel without regex)
+// is GPT-2 with ChunkRunes; a Split on Cl100kPattern or GPT2Pattern (kept
+// isolated, or inverted and removed: the same, as the patterns match every
+// rune) then ByteLevel without regex is that pattern; anything else that is
+// byte-level is encoded with GPT-2's rule. What MarshalJSON would not write
+// the same is kept verbatim for it.
+func parsePreTokenizer(raw json.RawMessage) (preKind, int, []byte, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return 0, []byte("null"), nil
+		return preGPT2, 0, []byte("null"), nil
 	}
 	var p hfPreTok
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return 0, nil, invalid("pre_tokenizer: %v", err)
+		return 0, 0, nil, invalid("pre_tokenizer: %v", err)
 	}
 	if err := checkPreTok(p, 0); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
+	kept := append([]byte(nil), raw...)
 	if p.Type == "Sequence" && len(p.Pretokenizers) == 2 {
 		s, bl := p.Pretokenizers[0], p.Pretokenizers[1]
 		var pat struct{ Regex string }
-		if s.Type == "Split" && json.Unmarshal(s.Pattern, &pat) == nil && pat.Regex == PreTokenizerPattern &&
-			s.Behavior == "Isolated" && !s.Invert && bl.Type == "ByteLevel" && bl.UseRegex != nil && !*bl.UseRegex {
-			return ChunkRunes, nil, nil
+		isolated := s.Behavior == "Isolated" && !s.Invert || s.Behavior == "Removed" && s.Invert
+		if s.Type == "Split" && json.Unmarshal(s.Pattern, &pat) == nil && isolated &&
+			bl.Type == "ByteLevel" && bl.UseRegex != nil && !*bl.UseRegex {
+			switch pat.Regex {
+			case PreTokenizerPattern:
+				if s.Behavior == "Isolated" {
+					return preGPT2, ChunkRunes, nil, nil
+				}
+				return preGPT2, ChunkRunes, kept, nil
+			case Cl100kPattern:
+				t := &Tokenizer{pre: preCl100k}
+				if string(t.preTokenizerJSON()) == string(raw) {
+					kept = nil
+				}
+				return preCl100k, 0, kept, nil
+			case GPT2Pattern:
+				return preGPT2, 0, kept, nil
+			}
 		}
 	}
 	if p.Type == "ByteLevel" && (p.UseRegex == nil || *p.UseRegex) {
-		return 0, nil, nil
+		return preGPT2, 0, nil, nil
 	}
-	return 0, append([]byte(nil), raw...), nil
+	return preGPT2, 0, kept, nil
 }
 
 func checkPreTok(p hfPreTok, depth int) error {

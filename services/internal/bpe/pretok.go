@@ -31,26 +31,68 @@ const (
 	clsCJKPunct
 )
 
+// Rune classes, as GPT-2's and cl100k's regular expressions see them in
+// tiktoken-go (Go's regexp2 over the string's runes): \s is unicode.IsSpace,
+// \p{L} is unicode.IsLetter (category L), \p{N} is unicode.IsNumber
+// (category N, not just Nd: "²", "½", "Ⅻ" and "〇" count). An invalid UTF-8
+// byte becomes U+FFFD there, a symbol (So), so here it is a one-byte
+// clsOther.
+//
+// bmpClass holds, for every rune below U+10000, its GPT-2 class in the low
+// bits and two flags for Han chunking; runes above are classified by the
+// unicode package directly.
+var bmpClass [0x10000]uint8
+
+const (
+	classMask    = 7
+	flagHan      = 8  // unicode.Han
+	flagCJKPunct = 16 // isCJKPunctRange
+)
+
 var asciiClass [128]class
 
 func init() {
-	for b := 0; b < 128; b++ {
-		r := rune(b)
-		switch {
-		case unicode.IsSpace(r):
-			asciiClass[b] = clsSpace
-		case unicode.IsLetter(r):
-			asciiClass[b] = clsLetter
-		case unicode.IsNumber(r):
-			asciiClass[b] = clsNumber
-		default:
-			asciiClass[b] = clsOther
+	for i := range bmpClass {
+		bmpClass[i] = uint8(clsOther)
+	}
+	fill := func(tab *unicode.RangeTable, set func(*uint8)) {
+		for _, r := range tab.R16 {
+			for c := int(r.Lo); c <= int(r.Hi); c += int(r.Stride) {
+				set(&bmpClass[c])
+			}
 		}
+	}
+	fill(unicode.L, func(v *uint8) { *v = uint8(clsLetter) })
+	fill(unicode.N, func(v *uint8) { *v = uint8(clsNumber) })
+	fill(unicode.White_Space, func(v *uint8) { *v = uint8(clsSpace) })
+	fill(unicode.Han, func(v *uint8) { *v |= flagHan })
+	for r := range bmpClass {
+		if isCJKPunctRange(rune(r)) {
+			bmpClass[r] |= flagCJKPunct
+		}
+	}
+	for b := 0; b < 128; b++ {
+		asciiClass[b] = class(bmpClass[b] & classMask)
 	}
 }
 
 func isCJKPunctRange(r rune) bool {
 	return (r >= 0x3000 && r <= 0x303F) || (r >= 0xFE30 && r <= 0xFE4F) || (r >= 0xFF00 && r <= 0xFF65)
+}
+
+// runeClass classifies a rune above the BMP, where bmpClass does not reach.
+func runeClass(r rune, cjk bool) class {
+	switch {
+	case unicode.IsSpace(r):
+		return clsSpace
+	case cjk && unicode.Is(unicode.Han, r):
+		return clsHan
+	case unicode.IsLetter(r):
+		return clsLetter
+	case unicode.IsNumber(r):
+		return clsNumber
+	}
+	return clsOther
 }
 
 // classAt returns the class of the rune at s[i] and its width in bytes. An
@@ -64,19 +106,20 @@ func classAt(s string, i int, cjk bool) (class, int) {
 	if r == utf8.RuneError && w == 1 {
 		return clsOther, 1
 	}
-	switch {
-	case unicode.IsSpace(r):
-		return clsSpace, w
-	case cjk && unicode.Is(unicode.Han, r):
-		return clsHan, w
-	case unicode.IsLetter(r):
-		return clsLetter, w
-	case unicode.IsNumber(r):
-		return clsNumber, w
-	case cjk && isCJKPunctRange(r):
-		return clsCJKPunct, w
+	if r >= 0x10000 {
+		return runeClass(r, cjk), w
 	}
-	return clsOther, w
+	v := bmpClass[r]
+	c := class(v & classMask)
+	if cjk {
+		if v&flagHan != 0 {
+			return clsHan, w
+		}
+		if c == clsOther && v&flagCJKPunct != 0 {
+			return clsCJKPunct, w
+		}
+	}
+	return c, w
 }
 
 // contraction returns the length of an English contraction ('s 't 're 've

@@ -22,21 +22,39 @@ var ErrInvalid = errors.New("bpe: invalid input")
 // Tokenizer is a trained byte-level BPE codec. It is immutable and safe for
 // concurrent use.
 type Tokenizer struct {
-	tokens []token            // by id; absent ids have kind tokAbsent
-	vocab  map[string]uint32  // raw bytes of ordinary tokens → id
-	byteID [256]uint32        // single-byte tokens
-	ranks  map[uint64]mergeTo // (left,right) → rank and result
-	merges [][2]uint32        // in rank order
+	tokens []token           // by id; absent ids have kind tokAbsent
+	vocab  map[string]uint32 // raw bytes of ordinary tokens → id
+	byteID [256]uint32       // single-byte tokens
+	merges [][2]uint32       // in rank order; nil in rank mode
+
+	pairs    pairTable       // (left,right) → rank of their merge
+	rankID   []uint32        // merges mode: rank → id of the merge's result
+	bytePair *[1 << 16]int32 // bytes (b0<<8|b1) → pairs' rank for their tokens
+
+	// rankMode is tiktoken's merge rule: any two adjacent parts whose
+	// concatenation is a token may merge, the lowest-ranked concatenation
+	// (token id) first; pairs then holds every split of every token.
+	rankMode bool
+	pre      preKind // which regular expression pre-tokenizes
+	maxLen   int     // longest ordinary token, in bytes
 
 	added       []addedToken // in id order
 	addedByByte [256][]int   // indices into added, longest content first
 
-	chunk        int  // Han chunk length; 0 = plain GPT-2 pre-tokenization
+	chunk        int  // Han chunk length with preGPT2; 0 = plain GPT-2
 	ignoreMerges bool // HF ignore_merges: a whole pre-token in the vocab is one token
 	preTokRaw    []byte
 
 	cache mergeCache
 }
+
+// preKind names a pre-tokenizer.
+type preKind uint8
+
+const (
+	preGPT2   preKind = iota // GPT2Pattern, with Han chunking if chunk > 0
+	preCl100k                // Cl100kPattern
+)
 
 type tokKind uint8
 
@@ -57,9 +75,13 @@ type addedToken struct {
 	special bool
 }
 
-type mergeTo struct {
-	rank int32
-	id   uint32
+// mergeResult returns the id of the token that the merge of the given
+// rank makes.
+func (t *Tokenizer) mergeResult(rank int32) uint32 {
+	if t.rankMode {
+		return uint32(rank)
+	}
+	return t.rankID[rank]
 }
 
 func pairKey(a, b uint32) uint64 { return uint64(a)<<32 | uint64(b) }
@@ -145,6 +167,14 @@ func (t *Tokenizer) matchAdded(s string, idx []int) (addedToken, bool) {
 }
 
 func (t *Tokenizer) appendPlain(out []uint32, text string) []uint32 {
+	if t.pre == preCl100k {
+		for i := 0; i < len(text); {
+			j := nextCl100k(text, i)
+			out = t.appendWord(out, text[i:j])
+			i = j
+		}
+		return out
+	}
 	preTokenize(text, t.chunk, func(w string) {
 		out = t.appendWord(out, w)
 	})
@@ -154,58 +184,170 @@ func (t *Tokenizer) appendPlain(out []uint32, text string) []uint32 {
 // maxCachedWord is the longest pre-token whose encoding is cached.
 const maxCachedWord = 64
 
+// maxLinearWord is the longest pre-token merged by the linear-scan merge;
+// longer ones use the heap.
+const maxLinearWord = 256
+
 func (t *Tokenizer) appendWord(out []uint32, w string) []uint32 {
 	if len(w) == 1 {
 		return append(out, t.byteID[w[0]])
 	}
-	if t.ignoreMerges {
+	if t.ignoreMerges && len(w) <= t.maxLen {
 		if id, ok := t.vocab[w]; ok {
 			return append(out, id)
 		}
 	}
-	if len(w) <= maxCachedWord {
-		if ids, ok := t.cache.get(w); ok {
-			return append(out, ids...)
+	if len(w) > maxCachedWord {
+		if len(w) <= maxLinearWord {
+			return t.mergeTree(out, w)
 		}
+		return append(out, t.mergeHeap(w)...)
 	}
-	var ids []uint32
-	if len(w) <= 48 {
-		ids = t.mergeSmall(w)
+	if ids, ok := t.cache.get(w); ok {
+		return append(out, ids...)
+	}
+	n := len(out)
+	if len(w) <= maxScanWord {
+		out = t.mergeLinear(out, w)
 	} else {
-		ids = t.mergeHeap(w)
+		out = t.mergeTree(out, w)
 	}
-	if len(w) <= maxCachedWord {
-		t.cache.put(w, ids)
-	}
-	return append(out, ids...)
+	t.cache.put(w, append([]uint32(nil), out[n:]...))
+	return out
 }
 
-// mergeSmall applies merges to one pre-token: repeatedly merge the adjacent
-// pair with the lowest rank, leftmost first. Quadratic, for short words.
-func (t *Tokenizer) mergeSmall(w string) []uint32 {
-	syms := make([]uint32, len(w))
-	for i := 0; i < len(w); i++ {
-		syms[i] = t.byteID[w[i]]
+// maxScanWord is the longest pre-token merged by scanning for the best
+// pair; longer ones keep the best pair in a tournament tree.
+const maxScanWord = 24
+
+// mergeTree is mergeLinear with the parts in a linked list and the best
+// pair found by a tournament tree over pair positions (each node the
+// better of its children, lower rank then leftmost), so a merge costs
+// O(log n) instead of a scan and a shift.
+func (t *Tokenizer) mergeTree(out []uint32, w string) []uint32 {
+	n := len(w)
+	m := 1
+	for m < n {
+		m *= 2
 	}
-	for len(syms) > 1 {
-		best, bestRank := -1, int32(0)
-		var bestID uint32
-		for i := 0; i+1 < len(syms); i++ {
-			if m, ok := t.ranks[pairKey(syms[i], syms[i+1])]; ok && (best < 0 || m.rank < bestRank) {
-				best, bestRank, bestID = i, m.rank, m.id
+	var idBuf, nextBuf, prevBuf [maxLinearWord]int32
+	var rkBuf, treeBuf [maxLinearWord]int32
+	if m > maxLinearWord {
+		return append(out, t.mergeHeap(w)...)
+	}
+	ids, next, prev, rk, tree := idBuf[:n], nextBuf[:n], prevBuf[:n], rkBuf[:m], treeBuf[:m]
+	for i := 0; i < n; i++ {
+		ids[i] = int32(t.byteID[w[i]])
+		next[i] = int32(i + 1)
+		prev[i] = int32(i - 1)
+	}
+	bp := t.bytePair
+	for i := 0; i+1 < n; i++ {
+		rk[i] = bp[uint16(w[i])<<8|uint16(w[i+1])]
+	}
+	for i := n - 1; i < m; i++ {
+		rk[i] = noRank
+	}
+	better := func(a, b int32) int32 {
+		if rk[b] < rk[a] {
+			return b
+		}
+		return a
+	}
+	// tree[k] for k in [1, m): the best position under node k, whose
+	// children are 2k and 2k+1; nodes at or past m are positions k-m.
+	child := func(k int) int32 {
+		if k >= m {
+			return int32(k - m)
+		}
+		return tree[k]
+	}
+	for k := m - 1; k >= 1; k-- {
+		tree[k] = better(child(2*k), child(2*k+1))
+	}
+	update := func(pos int32) {
+		for k := (int(pos) + m) / 2; k >= 1; k /= 2 {
+			tree[k] = better(child(2*k), child(2*k+1))
+		}
+	}
+	for {
+		i := tree[1]
+		r := rk[i]
+		if r == noRank {
+			break
+		}
+		j := next[i]
+		ids[i] = int32(t.mergeResult(r))
+		rk[j] = noRank
+		update(j)
+		next[i] = next[j]
+		if next[i] < int32(n) {
+			prev[next[i]] = i
+			rk[i] = t.pairs.lookup(uint32(ids[i]), uint32(ids[next[i]]))
+		} else {
+			rk[i] = noRank
+		}
+		update(i)
+		if p := prev[i]; p >= 0 {
+			rk[p] = t.pairs.lookup(uint32(ids[p]), uint32(ids[i]))
+			update(p)
+		}
+	}
+	for i := int32(0); i < int32(n); i = next[i] {
+		out = append(out, uint32(ids[i]))
+	}
+	return out
+}
+
+// noRank marks a pair that does not merge.
+const noRank = int32(1<<31 - 1)
+
+// mergeLinear appends the merge of one pre-token to out: repeatedly merge
+// the adjacent pair with the lowest rank, leftmost first. Each part keeps
+// the rank of the pair it starts, so a merge costs two lookups and a scan;
+// this is tiktoken's byte_pair_merge, on token ids instead of byte strings.
+func (t *Tokenizer) mergeLinear(out []uint32, w string) []uint32 {
+	var idBuf [maxCachedWord]uint32
+	var rkBuf [maxCachedWord]int32
+	ids, rk := idBuf[:0], rkBuf[:0]
+	if len(w) > maxCachedWord {
+		ids, rk = make([]uint32, 0, len(w)), make([]int32, 0, len(w))
+	}
+	for i := 0; i < len(w); i++ {
+		ids = append(ids, t.byteID[w[i]])
+	}
+	bp := t.bytePair
+	for i := 0; i+1 < len(w); i++ {
+		rk = append(rk, bp[uint16(w[i])<<8|uint16(w[i+1])])
+	}
+	for len(rk) > 0 {
+		best, br := -1, noRank
+		for i, r := range rk {
+			if r < br {
+				best, br = i, r
 			}
 		}
 		if best < 0 {
 			break
 		}
-		syms[best] = bestID
-		syms = append(syms[:best+1], syms[best+2:]...)
+		ids[best] = t.mergeResult(br)
+		ids = append(ids[:best+1], ids[best+2:]...)
+		rk = append(rk[:best], rk[best+1:]...)
+		if best < len(rk) {
+			rk[best] = t.pairs.lookup(ids[best], ids[best+1])
+		}
+		if best > 0 {
+			rk[best-1] = t.pairs.lookup(ids[best-1], ids[best])
+		}
 	}
-	return syms
+	return append(out, ids...)
 }
 
-// mergeHeap is mergeSmall in O(n log n): a linked list of symbols and a heap
-// of candidate merges ordered by (rank, position), with stale entries
+// mergeSmall is mergeLinear into a new slice.
+func (t *Tokenizer) mergeSmall(w string) []uint32 { return t.mergeLinear(nil, w) }
+
+// mergeHeap is mergeLinear in O(n log n): a linked list of symbols and a
+// heap of candidate merges ordered by (rank, position), with stale entries
 // skipped when popped.
 func (t *Tokenizer) mergeHeap(w string) []uint32 {
 	n := len(w)
@@ -223,8 +365,8 @@ func (t *Tokenizer) mergeHeap(w string) []uint32 {
 		if i < 0 || next[i] < 0 {
 			return
 		}
-		if m, ok := t.ranks[pairKey(sym[i], sym[next[i]])]; ok {
-			heap.Push(h, cand{rank: m.rank, pos: i})
+		if r := t.pairs.lookup(sym[i], sym[next[i]]); r != noRank {
+			heap.Push(h, cand{rank: r, pos: i})
 		}
 	}
 	for i := 0; i+1 < n; i++ {
@@ -236,12 +378,11 @@ func (t *Tokenizer) mergeHeap(w string) []uint32 {
 		if sym[i] == deadSym || next[i] < 0 {
 			continue
 		}
-		m, ok := t.ranks[pairKey(sym[i], sym[next[i]])]
-		if !ok || m.rank != c.rank {
+		if t.pairs.lookup(sym[i], sym[next[i]]) != c.rank {
 			continue
 		}
 		j := next[i]
-		sym[i] = m.id
+		sym[i] = t.mergeResult(c.rank)
 		sym[j] = deadSym
 		next[i] = next[j]
 		if next[j] >= 0 {
@@ -283,31 +424,97 @@ func (h *candHeap) Pop() any {
 }
 
 // EncodeBatch encodes texts in parallel across GOMAXPROCS goroutines; the
-// result is in the order of texts.
+// result is in the order of texts. Texts over batchPartBytes are encoded in
+// parts, cut where no pre-token or added token can span the cut, so one
+// large text also spreads across cores.
 func (t *Tokenizer) EncodeBatch(texts []string) [][]uint32 {
 	out := make([][]uint32, len(texts))
-	workers := min(runtime.GOMAXPROCS(0), len(texts))
-	if workers <= 1 {
-		for i, s := range texts {
-			out[i] = t.Encode(s)
-		}
-		return out
+	workers := runtime.GOMAXPROCS(0)
+	type part struct {
+		text int
+		s    string
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(texts) {
-					return
-				}
-				out[i] = t.Encode(texts[i])
+	var parts []part
+	for i, s := range texts {
+		for workers > 1 && len(s) > batchPartBytes && t.cuttable() {
+			cut := batchCut(s, batchPartBytes)
+			if cut < 0 {
+				break
 			}
-		})
+			parts = append(parts, part{i, s[:cut]})
+			s = s[cut:]
+		}
+		parts = append(parts, part{i, s})
 	}
-	wg.Wait()
+	workers = min(workers, len(parts))
+	ids := make([][]uint32, len(parts))
+	if workers <= 1 {
+		for i, p := range parts {
+			ids[i] = t.Encode(p.s)
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(parts) {
+						return
+					}
+					ids[i] = t.Encode(parts[i].s)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if len(parts) == len(texts) {
+		return ids
+	}
+	for i, p := range parts {
+		out[p.text] = append(out[p.text], ids[i]...)
+	}
+	for i := range out {
+		if out[i] == nil {
+			out[i] = []uint32{}
+		}
+	}
 	return out
+}
+
+// batchPartBytes is the size above which EncodeBatch cuts a text into
+// parts.
+const batchPartBytes = 64 << 10
+
+// cuttable reports whether texts may be cut after a newline that precedes
+// an ASCII letter or digit: no added token holds a newline. Every
+// pre-tokenizer ends a pre-token there (a newline joins only whitespace
+// and, in cl100k, punctuation before it).
+func (t *Tokenizer) cuttable() bool {
+	for _, a := range t.added {
+		if strings.IndexByte(a.content, '\n') >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// batchCut returns a cut at or after from in s, just after a '\n' followed
+// by an ASCII letter or digit, or -1 if there is none.
+func batchCut(s string, from int) int {
+	for i := from; i+1 < len(s); {
+		j := strings.IndexByte(s[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(s) {
+			if c := s[i]; c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // mergeCache maps pre-tokens to their ids. It is sharded, each shard
@@ -354,9 +561,11 @@ func (c *mergeCache) put(w string, ids []uint32) {
 	s.mu.Unlock()
 }
 
-// index fills the derived lookup tables from tokens, merges and added.
+// index fills the derived lookup tables from tokens, merges (or, in rank
+// mode, the tokens themselves) and added.
 func (t *Tokenizer) index() {
 	t.vocab = make(map[string]uint32, len(t.tokens))
+	t.maxLen = 0
 	for id, tk := range t.tokens {
 		if tk.kind == tokNormal {
 			if _, dup := t.vocab[tk.b]; !dup {
@@ -365,15 +574,22 @@ func (t *Tokenizer) index() {
 			if len(tk.b) == 1 {
 				t.byteID[tk.b[0]] = uint32(id)
 			}
+			t.maxLen = max(t.maxLen, len(tk.b))
 		}
 	}
-	t.ranks = make(map[uint64]mergeTo, len(t.merges))
-	for r, m := range t.merges {
-		k := pairKey(m[0], m[1])
-		if _, dup := t.ranks[k]; dup {
-			continue
+	if t.rankMode {
+		t.indexRanks()
+	} else {
+		t.pairs = newPairTable(len(t.merges))
+		t.rankID = make([]uint32, len(t.merges))
+		for r, m := range t.merges {
+			t.pairs.add(m[0], m[1], int32(r))
+			t.rankID[r] = t.vocab[t.tokens[m[0]].b+t.tokens[m[1]].b]
 		}
-		t.ranks[k] = mergeTo{rank: int32(r), id: t.vocab[t.tokens[m[0]].b+t.tokens[m[1]].b]}
+	}
+	t.bytePair = new([1 << 16]int32)
+	for b := range t.bytePair {
+		t.bytePair[b] = t.pairs.lookup(t.byteID[b>>8], t.byteID[b&0xff])
 	}
 	t.addedByByte = [256][]int{}
 	order := make([]int, len(t.added))
@@ -386,5 +602,108 @@ func (t *Tokenizer) index() {
 	for _, k := range order {
 		c := t.added[k].content
 		t.addedByByte[c[0]] = append(t.addedByByte[c[0]], k)
+	}
+}
+
+// eachSplit calls fn with every split of ordinary token id into two
+// ordinary tokens, left piece shortest first.
+func (t *Tokenizer) eachSplit(id uint32, fn func(a, b uint32)) {
+	s := t.tokens[id].b
+	for k := 1; k < len(s); k++ {
+		a, okA := t.vocab[s[:k]]
+		if !okA {
+			continue
+		}
+		if b, okB := t.vocab[s[k:]]; okB {
+			fn(a, b)
+		}
+	}
+}
+
+// indexRanks fills pairs for rank mode: every split of every ordinary token
+// merges into it, ranked by its id.
+func (t *Tokenizer) indexRanks() {
+	n := 0
+	for _, tk := range t.tokens {
+		if tk.kind == tokNormal && len(tk.b) > 1 {
+			n += 2
+		}
+	}
+	t.pairs = newPairTable(n)
+	for id, tk := range t.tokens {
+		if tk.kind != tokNormal || len(tk.b) < 2 || t.vocab[tk.b] != uint32(id) {
+			continue
+		}
+		t.eachSplit(uint32(id), func(a, b uint32) { t.pairs.add(a, b, int32(id)) })
+	}
+}
+
+// pairTable maps a pair of token ids to the rank of its merge: open
+// addressing with linear probing on a multiplicative hash, a quarter to a
+// half full. A slot is one word, the pair in the high 42 bits (ids are
+// below MaxVocabSize = 1<<21) and rank+1 in the low 22, zero when empty,
+// so that four slots share a cache line. Merge results are not stored:
+// in rank mode a merge's result is its rank, in merges mode
+// Tokenizer.rankID[rank].
+type pairTable struct {
+	slots []uint64
+	shift uint8
+	n     int
+}
+
+const rankBits = 22
+
+func newPairTable(n int) pairTable {
+	size, shift := 16, uint8(60)
+	for size < 2*n {
+		size, shift = size*2, shift-1
+	}
+	return pairTable{slots: make([]uint64, size), shift: shift}
+}
+
+func packPair(a, b uint32) uint64 { return uint64(a)<<21 | uint64(b) }
+
+func (p *pairTable) slot(k uint64) uint64 { return (k * 0x9E3779B97F4A7C15) >> p.shift }
+
+// add stores rank under (a, b) unless the pair is present already (the
+// first merge of a pair wins, as in a merges list), growing the table as
+// needed.
+func (p *pairTable) add(a, b uint32, rank int32) {
+	if 2*(p.n+1) > len(p.slots) {
+		old := p.slots
+		*p = newPairTable(2 * (p.n + 1))
+		for _, s := range old {
+			if s != 0 {
+				p.add(uint32(s>>(rankBits+21)), uint32(s>>rankBits)&(1<<21-1), int32(s&(1<<rankBits-1))-1)
+			}
+		}
+	}
+	k := packPair(a, b)
+	mask := uint64(len(p.slots) - 1)
+	for i := p.slot(k); ; i = (i + 1) & mask {
+		s := p.slots[i]
+		if s == 0 {
+			p.slots[i] = k<<rankBits | uint64(rank+1)
+			p.n++
+			return
+		}
+		if s>>rankBits == k {
+			return
+		}
+	}
+}
+
+// lookup returns the rank of the merge of (a, b), or noRank.
+func (p *pairTable) lookup(a, b uint32) int32 {
+	k := packPair(a, b)
+	mask := uint64(len(p.slots) - 1)
+	for i := p.slot(k); ; i = (i + 1) & mask {
+		s := p.slots[i]
+		if s>>rankBits == k {
+			return int32(s&(1<<rankBits-1)) - 1
+		}
+		if s == 0 {
+			return noRank
+		}
 	}
 }

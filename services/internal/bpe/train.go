@@ -1,7 +1,6 @@
 package bpe
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"runtime"
@@ -164,57 +163,119 @@ func (t *Tokenizer) eachPlainSegment(text string, fn func(string)) {
 	}
 }
 
-// trainer holds the incremental state of BPE training: every distinct word
-// as a symbol sequence with its frequency, the count of every adjacent pair,
-// an index from pair to the words that contain it (possibly stale: a word
-// listed may no longer hold the pair) and a max-heap of pairs by count
-// whose entries are checked against the live count when popped.
+// trainer holds the incremental state of BPE training.
+//
+// Every distinct word is a run of symbols in one arena (word i is
+// syms[start[i]:start[i]+size[i]]; merging shrinks a word in place) with its
+// frequency. Every adjacent pair ever seen has a slot in pages, found
+// through index by its uint64 key; the slot holds the pair's live count and
+// the words that contain it (possibly stale: a word listed may no longer
+// hold the pair). heap is a max-heap of (count, pair) entries, checked
+// against the live count when popped. Nothing is allocated per merge beyond
+// the growth of these.
 type trainer struct {
-	t      *Tokenizer
-	words  [][]uint32
-	freq   []int64
-	stamp  []int32 // last merge step that touched each word
-	counts map[uint64]int64
-	where  map[uint64][]int32
-	heap   pairHeap
+	t     *Tokenizer
+	syms  []uint32
+	start []int
+	size  []int32
+	freq  []int64
+	stamp []int32 // last merge step that touched each word
+
+	index  map[uint64]int32
+	npairs int32
+	pages  [][]pairState // pair i is pages[i>>pageBits][i&pageMask]
+	heap   []heapItem
+
+	step    int32
+	changed []int32 // pairs whose count rose in this step
+	zpos    []int   // scratch for apply
+}
+
+// Pair slots live in fixed-size pages so that growing never copies them
+// (a doubling slice would briefly hold two copies at the peak).
+const (
+	pageBits = 15
+	pageMask = 1<<pageBits - 1
+)
+
+func (tr *trainer) pair(i int32) *pairState { return &tr.pages[i>>pageBits][i&pageMask] }
+
+type pairState struct {
+	key    uint64
+	count  int64
+	where  []int32
+	queued int32 // last step that put the pair in changed
+}
+
+type heapItem struct {
+	count int64
+	pair  int32
 }
 
 func newTrainer(t *Tokenizer, counts map[string]int64) *trainer {
-	tr := &trainer{
-		t:      t,
-		counts: map[uint64]int64{},
-		where:  map[uint64][]int32{},
+	n, total := 0, 0
+	for w := range counts {
+		if len(w) >= 2 {
+			n++
+			total += len(w)
+		}
 	}
-	tr.heap.t = t
+	tr := &trainer{
+		t:     t,
+		syms:  make([]uint32, 0, total),
+		start: make([]int, 0, n),
+		size:  make([]int32, 0, n),
+		freq:  make([]int64, 0, n),
+		stamp: make([]int32, n),
+		index: make(map[uint64]int32, 1<<16),
+	}
 	for w, f := range counts {
 		if len(w) < 2 {
 			continue
 		}
-		syms := make([]uint32, len(w))
+		idx := int32(len(tr.start))
+		s := len(tr.syms)
 		for i := 0; i < len(w); i++ {
-			syms[i] = t.byteID[w[i]]
+			tr.syms = append(tr.syms, t.byteID[w[i]])
 		}
-		idx := int32(len(tr.words))
-		tr.words = append(tr.words, syms)
+		tr.start = append(tr.start, s)
+		tr.size = append(tr.size, int32(len(w)))
 		tr.freq = append(tr.freq, f)
+		syms := tr.syms[s:]
 		for i := 0; i+1 < len(syms); i++ {
-			k := pairKey(syms[i], syms[i+1])
-			tr.counts[k] += f
-			if l := tr.where[k]; len(l) == 0 || l[len(l)-1] != idx {
-				tr.where[k] = append(l, idx)
+			p := tr.pair(tr.pairOf(pairKey(syms[i], syms[i+1])))
+			p.count += f
+			if l := p.where; len(l) == 0 || l[len(l)-1] != idx {
+				p.where = append(l, idx)
 			}
 		}
 	}
-	tr.stamp = make([]int32, len(tr.words))
 	for i := range tr.stamp {
 		tr.stamp[i] = -1
 	}
-	tr.heap.items = make([]pairCount, 0, len(tr.counts))
-	for k, c := range tr.counts {
-		tr.heap.items = append(tr.heap.items, pairCount{pair: k, count: c})
+	tr.heap = make([]heapItem, 0, tr.npairs)
+	for i := range tr.npairs {
+		tr.heap = append(tr.heap, heapItem{count: tr.pair(i).count, pair: i})
 	}
-	heap.Init(&tr.heap)
+	for i := len(tr.heap)/2 - 1; i >= 0; i-- {
+		tr.down(i)
+	}
 	return tr
+}
+
+// pairOf returns the slot of pair k, making an empty one if it has none.
+func (tr *trainer) pairOf(k uint64) int32 {
+	if i, ok := tr.index[k]; ok {
+		return i
+	}
+	i := tr.npairs
+	if i&pageMask == 0 {
+		tr.pages = append(tr.pages, make([]pairState, 1<<pageBits))
+	}
+	*tr.pair(i) = pairState{key: k, queued: -1}
+	tr.npairs++
+	tr.index[k] = i
+	return i
 }
 
 func (tr *trainer) run(ctx context.Context, vocabSize int, minFreq int64, progress func(int, int)) error {
@@ -228,18 +289,18 @@ func (tr *trainer) run(ctx context.Context, vocabSize int, minFreq int64, progre
 	report(0)
 	every := max(want/100, 1)
 	done := 0
-	changed := map[uint64]struct{}{}
 	for step := int32(0); len(t.tokens) < vocabSize; step++ {
 		if step%64 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		best, ok := tr.popBest(minFreq)
+		bi, ok := tr.popBest(minFreq)
 		if !ok {
 			break
 		}
-		a, b := uint32(best>>32), uint32(best)
+		best := tr.pair(bi)
+		a, b := uint32(best.key>>32), uint32(best.key)
 		content := t.tokens[a].b + t.tokens[b].b
 		z, exists := t.vocab[content]
 		if !exists {
@@ -252,19 +313,21 @@ func (tr *trainer) run(ctx context.Context, vocabSize int, minFreq int64, progre
 			}
 		}
 		t.merges = append(t.merges, [2]uint32{a, b})
-		clear(changed)
-		for _, w := range tr.where[best] {
+		tr.step = step
+		tr.changed = tr.changed[:0]
+		where := best.where
+		for _, w := range where {
 			if tr.stamp[w] == step {
 				continue
 			}
 			tr.stamp[w] = step
-			tr.apply(w, a, b, z, changed)
+			tr.apply(w, a, b, z)
 		}
-		delete(tr.where, best)
-		delete(tr.counts, best)
-		for k := range changed {
-			if c := tr.counts[k]; c >= minFreq {
-				heap.Push(&tr.heap, pairCount{pair: k, count: c})
+		best.where = nil
+		best.count = 0
+		for _, i := range tr.changed {
+			if c := tr.pair(i).count; c >= minFreq {
+				tr.push(heapItem{count: c, pair: i})
 			}
 		}
 	}
@@ -272,12 +335,13 @@ func (tr *trainer) run(ctx context.Context, vocabSize int, minFreq int64, progre
 	return nil
 }
 
-// popBest returns the most frequent pair with at least minFreq occurrences,
-// re-queueing entries whose count has dropped since they were pushed.
-func (tr *trainer) popBest(minFreq int64) (uint64, bool) {
-	for tr.heap.Len() > 0 {
-		top := heap.Pop(&tr.heap).(pairCount)
-		c := tr.counts[top.pair]
+// popBest returns the slot of the most frequent pair with at least minFreq
+// occurrences, re-queueing entries whose count has dropped since they were
+// pushed.
+func (tr *trainer) popBest(minFreq int64) (int32, bool) {
+	for len(tr.heap) > 0 {
+		top := tr.pop()
+		c := tr.pair(top.pair).count
 		if c == top.count {
 			if c < minFreq {
 				return 0, false
@@ -285,7 +349,7 @@ func (tr *trainer) popBest(minFreq int64) (uint64, bool) {
 			return top.pair, true
 		}
 		if c >= minFreq {
-			heap.Push(&tr.heap, pairCount{pair: top.pair, count: c})
+			tr.push(heapItem{count: c, pair: top.pair})
 		}
 	}
 	return 0, false
@@ -293,9 +357,10 @@ func (tr *trainer) popBest(minFreq int64) (uint64, bool) {
 
 // apply merges every occurrence of (a,b) in word w into z, updating pair
 // counts only where the word changed, and records the new pairs (all of
-// which contain z) in changed and in the pair→words index.
-func (tr *trainer) apply(w int32, a, b, z uint32, changed map[uint64]struct{}) {
-	syms := tr.words[w]
+// which contain z) in tr.changed and in their lists of words.
+func (tr *trainer) apply(w int32, a, b, z uint32) {
+	s := tr.start[w]
+	syms := tr.syms[s : s+int(tr.size[w])]
 	f := tr.freq[w]
 	// Pass 1: drop the counts of old pairs that overlap an occurrence.
 	lastDec := -1
@@ -304,7 +369,7 @@ func (tr *trainer) apply(w int32, a, b, z uint32, changed map[uint64]struct{}) {
 			return
 		}
 		lastDec = p
-		tr.counts[pairKey(syms[p], syms[p+1])] -= f
+		tr.pair(tr.index[pairKey(syms[p], syms[p+1])]).count -= f
 	}
 	found := false
 	for i := 0; i+1 < len(syms); i++ {
@@ -321,7 +386,7 @@ func (tr *trainer) apply(w int32, a, b, z uint32, changed map[uint64]struct{}) {
 	}
 	// Pass 2: rewrite in place, noting where z landed.
 	out := syms[:0]
-	var zpos []int
+	zpos := tr.zpos[:0]
 	for i := 0; i < len(syms); i++ {
 		if i+1 < len(syms) && syms[i] == a && syms[i+1] == b {
 			zpos = append(zpos, len(out))
@@ -331,56 +396,87 @@ func (tr *trainer) apply(w int32, a, b, z uint32, changed map[uint64]struct{}) {
 		}
 		out = append(out, syms[i])
 	}
-	tr.words[w] = out
+	tr.zpos = zpos
+	tr.size[w] = int32(len(out))
 	// Pass 3: count the new pairs around each z.
 	lastInc := -1
-	inc := func(p int) {
-		if p < 0 || p+1 >= len(out) || p <= lastInc {
-			return
-		}
-		lastInc = p
-		k := pairKey(out[p], out[p+1])
-		tr.counts[k] += f
-		changed[k] = struct{}{}
-		if l := tr.where[k]; len(l) == 0 || l[len(l)-1] != w {
-			tr.where[k] = append(l, w)
+	for _, zp := range zpos {
+		for p := zp - 1; p <= zp; p++ {
+			if p < 0 || p+1 >= len(out) || p <= lastInc {
+				continue
+			}
+			lastInc = p
+			i := tr.pairOf(pairKey(out[p], out[p+1]))
+			ps := tr.pair(i)
+			ps.count += f
+			if ps.queued != tr.step {
+				ps.queued = tr.step
+				tr.changed = append(tr.changed, i)
+			}
+			if l := ps.where; len(l) == 0 || l[len(l)-1] != w {
+				ps.where = append(l, w)
+			}
 		}
 	}
-	for _, p := range zpos {
-		inc(p - 1)
-		inc(p)
-	}
 }
 
-type pairCount struct {
-	pair  uint64
-	count int64
-}
-
-// pairHeap is a max-heap by count; ties go to the pair whose left token's
-// bytes, then right token's bytes, sort first, so training never depends on
-// id assignment or map order.
-type pairHeap struct {
-	t     *Tokenizer
-	items []pairCount
-}
-
-func (h *pairHeap) Len() int { return len(h.items) }
-func (h *pairHeap) Less(i, j int) bool {
-	x, y := h.items[i], h.items[j]
+// less orders heap entries: higher count first; ties go to the pair whose
+// left token's bytes, then right token's bytes, sort first, so training
+// never depends on id assignment or map order.
+func (tr *trainer) less(x, y heapItem) bool {
 	if x.count != y.count {
 		return x.count > y.count
 	}
-	xa, ya := h.t.tokens[uint32(x.pair>>32)].b, h.t.tokens[uint32(y.pair>>32)].b
-	if xa != ya {
+	kx, ky := tr.pair(x.pair).key, tr.pair(y.pair).key
+	tok := tr.t.tokens
+	if xa, ya := tok[uint32(kx>>32)].b, tok[uint32(ky>>32)].b; xa != ya {
 		return xa < ya
 	}
-	return h.t.tokens[uint32(x.pair)].b < h.t.tokens[uint32(y.pair)].b
+	return tok[uint32(kx)].b < tok[uint32(ky)].b
 }
-func (h *pairHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *pairHeap) Push(x any)    { h.items = append(h.items, x.(pairCount)) }
-func (h *pairHeap) Pop() any {
-	x := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	return x
+
+func (tr *trainer) push(it heapItem) {
+	h := append(tr.heap, it)
+	tr.heap = h
+	i := len(h) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !tr.less(h[i], h[parent]) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (tr *trainer) pop() heapItem {
+	h := tr.heap
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	tr.heap = h[:last]
+	if last > 0 {
+		tr.down(0)
+	}
+	return top
+}
+
+func (tr *trainer) down(i int) {
+	h := tr.heap
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && tr.less(h[r], h[l]) {
+			c = r
+		}
+		if !tr.less(h[c], h[i]) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }
