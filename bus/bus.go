@@ -133,6 +133,7 @@ var kvBuckets = []struct {
 	{BucketTokenizers, 0, 5},
 	{BucketPlugins, 0, 1},
 	{BucketShards, ShardsTTL, 1},
+	{BucketDedup, 0, 1},
 }
 
 // Setup creates or updates the streams, KV buckets and object store. It is

@@ -19,6 +19,9 @@ const (
 	BucketTokenizers = "tokenizers"
 	BucketPlugins    = "plugins"
 	BucketShards     = "shards"
+	// BucketDedup is the set of content hashes exact dedup has seen, across
+	// runs (keys "<set>.<hex hash>").
+	BucketDedup = "dedup"
 
 	ObjectStoreArtifacts = "artifacts"
 
@@ -47,9 +50,12 @@ const (
 	KindDistill  = "distill"
 	KindPrune    = "prune"
 	KindEval     = "eval"
+	// KindDataprepShard is one shard of a dataprep job, submitted by the
+	// dataprep job that coordinates it.
+	KindDataprepShard = "dataprep-shard"
 )
 
-var kinds = []string{KindPipeline, KindDataprep, KindTokenize, KindTrain, KindQuantize, KindDistill, KindPrune, KindEval}
+var kinds = []string{KindPipeline, KindDataprep, KindDataprepShard, KindTokenize, KindTrain, KindQuantize, KindDistill, KindPrune, KindEval}
 
 // Kinds returns every job kind.
 func Kinds() []string { return slices.Clone(kinds) }

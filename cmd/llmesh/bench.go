@@ -23,15 +23,16 @@ import (
 // benchAreas are the areas `llmesh bench` measures.
 var benchAreas = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"tokenizer": benchTokenizer,
+	"dataprep":  benchDataprep,
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: bench <area> (areas: tokenizer)", errUsage)
+		return fmt.Errorf("%w: bench <area> (areas: tokenizer, dataprep)", errUsage)
 	}
 	f, ok := benchAreas[args[0]]
 	if !ok {
-		return fmt.Errorf("%w: unknown bench area %q (areas: tokenizer)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown bench area %q (areas: tokenizer, dataprep)", errUsage, args[0])
 	}
 	return f(ctx, args[1:], stdout, stderr)
 }
@@ -163,7 +164,7 @@ func benchTokenizer(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func printTable(w io.Writer, m machine, results []tokbench.Result) {
-	fmt.Fprintf(w, "tokenizer benchmarks on %s (%d cores)\n\n", m.CPU, m.Cores)
+	fmt.Fprintf(w, "benchmarks on %s (%d cores)\n\n", m.CPU, m.Cores)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "name\tours\tunit\tpartner\tpartner value\tratio\tnote")
 	for _, r := range results {

@@ -27,7 +27,7 @@ Usage:
   llmesh generate --model M --prompt P [--nats URL] [...]      generate text
   llmesh jobs [list|get|watch|cancel] [ID] [--nats URL]        inspect jobs
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
-  llmesh bench tokenizer [--json] [--mb 10] [--vocab 32000]     measure against partners, same run
+  llmesh bench tokenizer|dataprep [--json] [...]                measure against partners, same run
 
 Run "llmesh <command> -h" for a command's flags.
 `

@@ -4,69 +4,32 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/bus/bustest"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/dataprep"
+	"github.com/llmesh/llmesh/services/dataprep/dedup"
+	"github.com/llmesh/llmesh/services/dataprep/normalize"
+	"github.com/llmesh/llmesh/services/dataprep/synth"
 	"github.com/llmesh/llmesh/services/internal/corpus"
 )
 
-const wait = 20 * time.Second
+const wait = 150 * time.Second
 
-func TestNormalize(t *testing.T) {
-	tests := map[string]struct {
-		in, want string
-	}{
-		"nfc composes":             {"cafe\u0301 re\u0301sume\u0301", "café résumé"},
-		"nfc hangul":               {"\u1100\u1161", "\uAC00"},
-		"crlf":                     {"line one\r\nline two\r\n", "line one\nline two"},
-		"lone cr dropped":          {"a\rb", "ab"},
-		"control chars dropped":    {"a\x00b\x07c\x1bd\x7fe", "abcde"},
-		"tab kept":                 {"a\tb", "a\tb"},
-		"bom dropped":              {"\uFEFFhello", "hello"},
-		"line separator":           {"a\u2028b", "a\nb"},
-		"paragraph separator":      {"a\u2029b", "a\nb"},
-		"vertical tab, form feed":  {"a\vb\fc", "a\nb\nc"},
-		"trailing spaces":          {"a  \nb\t\t\nc\u3000", "a\nb\nc"},
-		"leading indent kept":      {"a\n  b", "a\n  b"},
-		"blank runs collapsed":     {"a\n\n\n\n\nb", "a\n\nb"},
-		"whitespace-only lines":    {"a\n  \n\t\n \u3000\nb", "a\n\nb"},
-		"document trimmed":         {"\n\n  a  \n\n", "a"},
-		"invalid utf-8 replaced":   {"a\xffb", "a\uFFFDb"},
-		"empty":                    {"", ""},
-		"chinese punctuation kept": {"第一条　合同，“甲方”：（一）付款；二、交货！？《民法典》……", "第一条　合同，“甲方”：（一）付款；二、交货！？《民法典》……"},
-		"full width kept":          {"ＡＢＣ１２３，。", "ＡＢＣ１２３，。"},
-		"mixed":                    {"第一条\r\n\r\n\r\n  The lessee   \u2028应当付款。\x00", "第一条\n\n  The lessee\n应当付款。"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got := dataprep.Normalize(tc.in)
-			if got != tc.want {
-				t.Errorf("Normalize(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-			if again := dataprep.Normalize(got); again != got {
-				t.Errorf("Normalize is not idempotent: %q -> %q", got, again)
-			}
-		})
-	}
-}
-
-// start runs a dataprep service on a fresh bus until the test ends.
-func start(t *testing.T) *bus.Bus {
+// runService runs one dataprep instance on b until ctx ends or the test does.
+func runService(t *testing.T, ctx context.Context, b *bus.Bus) {
 	t.Helper()
-	b := bustest.New(t)
-	svc, err := dataprep.New(dataprep.Config{Bus: b})
+	svc, err := dataprep.New(dataprep.Config{Bus: b, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() {
@@ -80,34 +43,52 @@ func start(t *testing.T) *bus.Bus {
 			t.Errorf("Run did not return after cancel")
 		}
 	})
+}
+
+// start runs a dataprep service on a fresh bus until the test ends.
+func start(t *testing.T) *bus.Bus {
+	t.Helper()
+	b := bustest.New(t)
+	runService(t, context.Background(), b)
 	return b
 }
 
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func submit(t *testing.T, b *bus.Bus, spec string) string {
+	t.Helper()
+	rec, err := b.SubmitJob(testCtx(t), bus.KindDataprep, []byte(spec), bus.SubmitOptions{})
+	if err != nil {
+		t.Fatalf("submit %s: %v", spec, err)
+	}
+	return rec.Id
+}
+
+func await(t *testing.T, b *bus.Bus, id string) *busv1.JobRecord {
+	t.Helper()
+	ctx := testCtx(t)
+	var rec *busv1.JobRecord
+	bustest.WaitFor(t, wait, func() error {
+		var err error
+		if rec, err = b.GetJob(ctx, id); err != nil {
+			return err
+		}
+		if !bus.Finished(rec.State) {
+			return errors.New("job " + id + " is " + rec.State.String())
+		}
+		return nil
+	})
+	return rec
 }
 
 // runJob submits a dataprep job and waits until it finishes.
 func runJob(t *testing.T, b *bus.Bus, spec string) *busv1.JobRecord {
 	t.Helper()
-	ctx := testCtx(t)
-	rec, err := b.SubmitJob(ctx, bus.KindDataprep, []byte(spec), bus.SubmitOptions{})
-	if err != nil {
-		t.Fatalf("submit %s: %v", spec, err)
-	}
-	bustest.WaitFor(t, wait, func() error {
-		rec, err = b.GetJob(ctx, rec.Id)
-		if err != nil {
-			return err
-		}
-		if !bus.Finished(rec.State) {
-			return errors.New("job " + rec.Id + " is " + rec.State.String())
-		}
-		return nil
-	})
-	return rec
+	return await(t, b, submit(t, b, spec))
 }
 
 func succeeded(t *testing.T, rec *busv1.JobRecord) dataprep.Result {
@@ -123,7 +104,7 @@ func succeeded(t *testing.T, rec *busv1.JobRecord) dataprep.Result {
 }
 
 // readDataset returns a registered dataset's record and documents.
-func readDataset(t *testing.T, b *bus.Bus, name string) (*busv1.DatasetRecord, []string) {
+func readDataset(t *testing.T, b *bus.Bus, name string) (*busv1.DatasetRecord, []corpus.Doc) {
 	t.Helper()
 	ctx := testCtx(t)
 	rec, err := b.GetDataset(ctx, name)
@@ -134,146 +115,221 @@ func readDataset(t *testing.T, b *bus.Bus, name string) (*busv1.DatasetRecord, [
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := corpus.Read(data, rec.Format)
+	docs, _, _, err := corpus.ReadDocs(data, rec.Format)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rec, docs
 }
 
+// dropped sums a result's drops over every stage.
+func dropped(res dataprep.Result) int {
+	n := 0
+	for _, st := range res.Stages {
+		for _, c := range st.Dropped {
+			n += c
+		}
+	}
+	return n
+}
+
 func TestBuiltinDemo(t *testing.T) {
 	b := start(t)
-	res := succeeded(t, runJob(t, b, `{"builtin":"demo","documents":60,"seed":3,"output":"demo-clean"}`))
-
-	if res.Dataset != "demo-clean" || res.InputDocuments != 60 || res.Documents == 0 {
-		t.Errorf("result = %+v, want 60 input documents into demo-clean", res)
+	res := succeeded(t, runJob(t, b, `{"builtin":"demo","documents":80,"seed":3,"output":"demo-clean"}`))
+	if res.InputDocuments != 80 || res.Documents == 0 || res.Format != corpus.FormatParquet {
+		t.Fatalf("result = %+v", res)
 	}
-	if n := res.Documents + res.DroppedShort + res.DroppedDuplicate; n != res.InputDocuments {
-		t.Errorf("%d kept + %d short + %d duplicate != %d input", res.Documents, res.DroppedShort, res.DroppedDuplicate, res.InputDocuments)
+	if res.Documents+dropped(res) != res.InputDocuments {
+		t.Errorf("%d kept + %d dropped != %d input (stages %v)", res.Documents, dropped(res), res.InputDocuments, res.Stages)
 	}
 	rec, docs := readDataset(t, b, "demo-clean")
-	if rec.Ref != res.Ref || rec.Size != res.Bytes || rec.Documents != int64(res.Documents) || rec.Format != corpus.FormatJSONL {
-		t.Errorf("dataset record %v does not match result %+v", rec, res)
+	if rec.Ref != res.Ref || rec.Documents != int64(res.Documents) || len(docs) != res.Documents || rec.Format != corpus.FormatParquet {
+		t.Errorf("dataset record %v / %d documents do not match result %+v", rec, len(docs), res)
 	}
-	if len(docs) != res.Documents {
-		t.Errorf("dataset holds %d documents, result says %d", len(docs), res.Documents)
-	}
-	seen := map[string]bool{}
+	labels := map[string]int{}
 	for i, d := range docs {
-		if dataprep.Normalize(d) != d || utf8.RuneCountInString(d) < 20 || seen[d] {
-			t.Errorf("document %d is not normalised, long enough and unique: %q", i, d)
+		if normalize.Text(d.Text) != d.Text || !utf8.ValidString(d.Text) {
+			t.Errorf("document %d is not normalised", i)
 		}
-		seen[d] = true
+		labels[d.Label]++
 	}
-
-	// Same seed, same dataset.
-	again := succeeded(t, runJob(t, b, `{"builtin":"demo","documents":60,"seed":3,"output":"demo-again"}`))
+	if labels["contract"] == 0 || labels["judgment"] == 0 || res.Labels == nil {
+		t.Errorf("labels = %v (report %+v), want contracts and judgments", labels, res.Labels)
+	}
+	// The tokenizer reads the Parquet output as it is.
+	if texts, err := corpus.Read(mustObject(t, b, res.Ref), corpus.FormatParquet); err != nil || len(texts) != len(docs) {
+		t.Errorf("corpus.Read of the output = %d texts, %v", len(texts), err)
+	}
+	again := succeeded(t, runJob(t, b, `{"builtin":"demo","documents":80,"seed":3,"output":"demo-again"}`))
 	if again.Ref != res.Ref {
 		t.Errorf("same seed gave dataset %s, then %s", res.Ref, again.Ref)
 	}
 }
 
-func TestUploadedDataset(t *testing.T) {
-	b := start(t)
-	ctx := testCtx(t)
-	lease := "The lessee shall pay the rent on the first day of each month."
-	zh := "第一条　甲方应当于每月一日前向乙方支付租金，逾期支付的，按日计付违约金。"
-	raw := []string{
-		lease,
-		zh,
-		"too short", // dropped: short
-		"The lessee shall pay the rent on the first day of each month.   \r\n", // duplicate after normalising
-		zh,      // exact duplicate
-		"  短  ", // dropped: short
-		"Article 2.\r\n\r\n\r\n\r\nThe lessor shall deliver the premises.",
-	}
-	var buf strings.Builder
-	if err := corpus.WriteJSONL(&buf, raw); err != nil {
-		t.Fatal(err)
-	}
-	info, err := b.PutBytes(ctx, []byte(buf.String()))
+func mustObject(t *testing.T, b *bus.Bus, ref string) []byte {
+	t.Helper()
+	data, err := b.GetObject(testCtx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutDataset(ctx, &busv1.DatasetRecord{Name: "raw", Ref: info.Ref, Size: info.Size, Format: corpus.FormatJSONL, Documents: int64(len(raw))}); err != nil {
+	return data
+}
+
+// upload registers a JSONL dataset built from raw lines.
+func upload(t *testing.T, b *bus.Bus, name string, lines []string) {
+	t.Helper()
+	ctx := testCtx(t)
+	data := []byte(strings.Join(lines, "\n") + "\n")
+	info, err := b.PutBytes(ctx, data)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.PutDataset(ctx, &busv1.DatasetRecord{Name: name, Ref: info.Ref, Size: info.Size, Format: corpus.FormatJSONL, Documents: int64(len(lines))}); err != nil {
+		t.Fatal(err)
+	}
+}
 
-	res := succeeded(t, runJob(t, b, `{"input":"raw","output":"clean"}`))
-	want := dataprep.Result{Dataset: "clean", InputDocuments: 7, Documents: 3, DroppedShort: 2, DroppedDuplicate: 2}
-	got := res
-	got.Ref, got.Bytes, got.Millis = "", 0, 0
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("result (-want +got):\n%s", diff)
+func line(id, title, text string) string {
+	b, _ := json.Marshal(map[string]string{"id": id, "title": title, "text": text})
+	return string(b)
+}
+
+// baseDocs are distinct, clean legal documents (low mutual similarity).
+var baseDocs = func() []string {
+	c := synth.Generate(synth.Config{Seed: 9, Base: 60})
+	var out []string
+	for _, d := range c.Docs {
+		out = append(out, d.Text)
+	}
+	return out
+}()
+
+func legalDoc(i int) string { return baseDocs[i] }
+
+// nearCopy changes the last few percent of a document.
+func nearCopy(s string) string {
+	r := []rune(s)
+	cut := len(r) * 97 / 100
+	return string(r[:cut]) + "（本条另有约定的除外）"
+}
+
+func TestUploadedDataset(t *testing.T) {
+	b := start(t)
+	var lines []string
+	for i := range 40 {
+		lines = append(lines, line(fmt.Sprint(i), "", legalDoc(i)))
+	}
+	base := legalDoc(3)
+	lines = append(lines,
+		line("dup", "", base),               // exact duplicate of document 3
+		line("dup-ws", "", base+"\r\n\r\n"), // the same after normalisation
+		line("near", "", nearCopy(base)),    // a near duplicate
+		line("short", "", "太短。"),
+		line("pii", "", legalDoc(50)+"联系邮箱 zhang.san@example.com，手机13812345678。"),
+		"not json at all",
+		`{"title":"no text"}`,
+	)
+	upload(t, b, "raw", lines)
+	res := succeeded(t, runJob(t, b, `{"input":"raw","output":"clean","format":"jsonl"}`))
+	if res.InputDocuments != 45 || res.BadRecords != 2 || len(res.BadSamples) != 2 {
+		t.Errorf("input %d, bad %d %v; want 45 read and 2 bad records reported", res.InputDocuments, res.BadRecords, res.BadSamples)
+	}
+	if res.Stages["exact_dedup"].Dropped["duplicate"] != 2 {
+		t.Errorf("exact dedup dropped %v, want 2 duplicates", res.Stages["exact_dedup"].Dropped)
+	}
+	if res.Stages["near_dedup"].Dropped["near_duplicate"] != 1 {
+		t.Errorf("near dedup dropped %v, want 1", res.Stages["near_dedup"].Dropped)
+	}
+	if res.Stages["quality"].Dropped["min_chars"] != 1 {
+		t.Errorf("quality dropped %v, want the short document", res.Stages["quality"].Dropped)
 	}
 	_, docs := readDataset(t, b, "clean")
-	wantDocs := []string{lease, zh, "Article 2.\n\nThe lessor shall deliver the premises."}
-	if diff := cmp.Diff(wantDocs, docs); diff != "" {
-		t.Errorf("clean documents (-want +got):\n%s", diff)
+	if len(docs) != res.Documents || res.Documents != 41 {
+		t.Fatalf("%d documents in the dataset, result %d; want 41", len(docs), res.Documents)
 	}
+	var scrubbed *corpus.Doc
+	for i := range docs {
+		if docs[i].ID == "pii" {
+			scrubbed = &docs[i]
+		}
+	}
+	if scrubbed == nil || strings.Contains(scrubbed.Text, "13812345678") || strings.Contains(scrubbed.Text, "zhang.san") || len(scrubbed.Redactions) != 2 {
+		t.Errorf("PII document = %+v, want both values scrubbed and 2 redaction spans", scrubbed)
+	}
+}
 
-	// A higher min_chars drops more; the Chinese document (36 characters)
-	// and its copy now count as short, not as a duplicate.
-	res = succeeded(t, runJob(t, b, `{"input":"raw","output":"long","min_chars":40}`))
-	if res.Documents != 2 || res.DroppedShort != 4 || res.DroppedDuplicate != 1 {
-		t.Errorf("min_chars 40: result %+v, want 2 kept, 4 short, 1 duplicate", res)
-	}
+// TestShardsAndInstances: the same job split into shards over two
+// instances gives the same dataset as one shard on one instance, also when
+// one instance stops mid-job (its shard is handed back and redone).
+func TestShardsAndInstances(t *testing.T) {
+	b := start(t)
+	one := succeeded(t, runJob(t, b, `{"builtin":"demo","documents":300,"seed":5,"output":"one","shards":1}`))
 
-	// Nothing surviving is an error, not an empty dataset.
-	rec := runJob(t, b, `{"input":"raw","output":"none","min_chars":1000}`)
-	if rec.State != busv1.JobState_JOB_STATE_FAILED || !strings.Contains(rec.Error, "no document of 7 survived") {
-		t.Errorf("min_chars 1000: %s %q, want failed with no document surviving", rec.State, rec.Error)
+	b2 := bustest.New(t)
+	ctxA, stopA := context.WithCancel(context.Background())
+	runService(t, ctxA, b2)
+	runService(t, context.Background(), b2)
+	id := submit(t, b2, `{"builtin":"demo","documents":300,"seed":5,"output":"one","shards":5}`)
+	stopA() // instance A stops at once; whatever it held is redone by B
+	many := succeeded(t, await(t, b2, id))
+	if many.Shards != 5 || one.Shards != 1 {
+		t.Fatalf("shards = %d and %d", one.Shards, many.Shards)
 	}
-	if _, err := b.GetDataset(ctx, "none"); !errors.Is(err, bus.ErrNotFound) {
-		t.Errorf("dataset none after a failed job: %v, want not found", err)
+	if many.Ref != one.Ref || many.Documents != one.Documents {
+		t.Errorf("5 shards on 2 instances gave %s (%d docs), 1 shard gave %s (%d docs)", many.Ref, many.Documents, one.Ref, one.Documents)
 	}
 }
 
 func TestBadSpecs(t *testing.T) {
 	b := start(t)
-	tests := map[string]struct {
-		spec string
-		want []string // substrings of the job's error
-	}{
-		"builtin and input": {`{"builtin":"demo","input":"raw","output":"x"}`, []string{"either builtin or input"}},
-		"neither":           {`{"output":"x"}`, []string{"set builtin"}},
-		"unknown builtin":   {`{"builtin":"wiki","output":"x"}`, []string{`unknown builtin corpus "wiki"`}},
-		"output traversal":  {`{"builtin":"demo","output":"../x"}`, []string{`"../x"`, "invalid name"}},
-		"output missing":    {`{"builtin":"demo"}`, []string{"name is empty"}},
-		"input slash":       {`{"input":"a/b","output":"x"}`, []string{`"a/b"`, "invalid name"}},
-		"unknown field":     {`{"builtin":"demo","output":"x","min_char":5}`, []string{`unknown field "min_char"`}},
-		"wrong type":        {`{"builtin":"demo","output":"x","documents":"ten"}`, []string{"documents"}},
-		"negative min":      {`{"builtin":"demo","output":"x","min_chars":-1}`, []string{"min_chars -1"}},
-		"too many docs":     {`{"builtin":"demo","output":"x","documents":2000000}`, []string{"documents 2000000 out of range"}},
-	}
-	for name, tc := range tests {
+	for name, tc := range map[string]struct{ spec, want string }{
+		"both":              {`{"builtin":"demo","input":"x","output":"o"}`, "either builtin or input"},
+		"neither":           {`{"output":"o"}`, "set builtin"},
+		"unknown builtin":   {`{"builtin":"wiki","output":"o"}`, "unknown builtin"},
+		"path in output":    {`{"builtin":"demo","output":"../x"}`, "invalid name"},
+		"unknown field":     {`{"builtin":"demo","output":"o","stagez":[]}`, "unknown field"},
+		"unknown stage":     {`{"builtin":"demo","output":"o","stages":[{"name":"spellcheck"}]}`, `unknown stage "spellcheck"`},
+		"stage twice":       {`{"builtin":"demo","output":"o","stages":[{"name":"pii"},{"name":"pii"}]}`, "listed twice"},
+		"bad stage config":  {`{"builtin":"demo","output":"o","stages":[{"name":"pii","config":{"action":"shout"}}]}`, "action"},
+		"stage config typo": {`{"builtin":"demo","output":"o","stages":[{"name":"near_dedup","config":{"bandz":4}}]}`, "unknown field"},
+		"bad format":        {`{"builtin":"demo","output":"o","format":"csv"}`, "format"},
+		"missing dataset":   {`{"input":"nope","output":"o"}`, "not found"},
+	} {
 		t.Run(name, func(t *testing.T) {
 			rec := runJob(t, b, tc.spec)
-			if rec.State != busv1.JobState_JOB_STATE_FAILED {
-				t.Fatalf("%s: %s, want failed", tc.spec, rec.State)
-			}
-			for _, w := range append(tc.want, "invalid job spec: dataprep") {
-				if !strings.Contains(rec.Error, w) {
-					t.Errorf("error %q does not mention %q", rec.Error, w)
-				}
-			}
-			if rec.Attempts != 1 {
-				t.Errorf("a bad spec ran %d times, want 1 (no retry)", rec.Attempts)
+			if rec.State != busv1.JobState_JOB_STATE_FAILED || !strings.Contains(rec.Error, tc.want) {
+				t.Errorf("job = %s %q, want failed mentioning %q", rec.State, rec.Error, tc.want)
 			}
 		})
 	}
 }
 
-func TestMissingInput(t *testing.T) {
-	b := start(t)
-	rec := runJob(t, b, `{"input":"nope","output":"x"}`)
-	if rec.State != busv1.JobState_JOB_STATE_FAILED || !strings.Contains(rec.Error, `dataset "nope"`) || !strings.Contains(rec.Error, bus.ErrNotFound.Error()) {
-		t.Errorf("missing input: %s %q, want failed with dataset \"nope\": not found", rec.State, rec.Error)
+func TestProcessLocal(t *testing.T) {
+	var docs []corpus.Doc
+	for i := range 30 {
+		docs = append(docs, corpus.Doc{ID: fmt.Sprint(i), Text: legalDoc(i)})
 	}
+	docs = append(docs, corpus.Doc{ID: "dup", Text: docs[0].Text}, corpus.Doc{ID: "bad", Text: "a\xffb 很短"})
+	spec := dataprep.Spec{Stages: []dataprep.StageSpec{{Name: "normalize"}, {Name: "quality"}, {Name: "exact_dedup"},
+		{Name: "augment", Config: json.RawMessage(`{"delete_rate":0.5,"max_span":3,"copies":1}`)}}}
+	out, res, err := dataprep.Process(context.Background(), spec, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.InvalidUTF8 != 1 || res.Stages["exact_dedup"].Dropped["duplicate"] != 1 || res.Augmented == 0 {
+		t.Errorf("result = %+v", res)
+	}
+	if len(out) != 30+res.Augmented {
+		t.Errorf("%d documents out, want 30 + %d augmented", len(out), res.Augmented)
+	}
+	if _, _, err := dataprep.Process(context.Background(), dataprep.Spec{Stages: []dataprep.StageSpec{{Name: "nope"}}}, docs); err == nil {
+		t.Error("unknown stage accepted")
+	}
+	_ = dedup.DateOf
 }
 
 func TestNewNeedsBus(t *testing.T) {
 	if _, err := dataprep.New(dataprep.Config{}); err == nil {
-		t.Error("New without a bus succeeded")
+		t.Fatal("New without a bus succeeded")
 	}
 }

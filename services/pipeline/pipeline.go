@@ -96,6 +96,7 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	}
 	if err := s.stage(ctx, job, &sum, "dataprep", map[string]any{
 		"builtin": d.Builtin, "documents": d.Documents, "seed": d.Seed, "input": d.Input, "output": d.Output, "min_chars": d.MinChars,
+		"stages": d.Stages, "shards": d.Shards, "format": d.Format,
 	}, &prep); err != nil {
 		return nil, err
 	}

@@ -289,7 +289,7 @@ func TestPipeline(t *testing.T) {
 
 	// Child specs come from the pipeline's stages and earlier results.
 	if diff := cmp.Diff(map[string]any{
-		"builtin": "demo", "documents": 10.0, "seed": 3.0, "input": "", "output": "p-clean", "min_chars": 0.0,
+		"builtin": "demo", "documents": 10.0, "seed": 3.0, "input": "", "output": "p-clean", "min_chars": 0.0, "format": "", "shards": 0.0, "stages": nil,
 	}, h.child(t, id+"-dataprep").Spec); diff != "" {
 		t.Errorf("dataprep spec (-want +got):\n%s", diff)
 	}

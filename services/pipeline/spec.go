@@ -29,6 +29,10 @@ type DatasetStage struct {
 	Input     string `json:"input,omitempty"`
 	Output    string `json:"output,omitempty"`
 	MinChars  int    `json:"min_chars,omitempty"`
+	// Stages and Shards are passed to the dataprep job as they are.
+	Stages []map[string]any `json:"stages,omitempty"`
+	Shards int              `json:"shards,omitempty"`
+	Format string           `json:"format,omitempty"`
 }
 
 // TokenizerStage trains the tokenizer and encodes the corpus.

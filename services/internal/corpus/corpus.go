@@ -31,8 +31,10 @@ func ValidFormat(format string) (string, error) {
 		return FormatJSONL, nil
 	case FormatText:
 		return FormatText, nil
+	case FormatParquet:
+		return FormatParquet, nil
 	}
-	return "", fmt.Errorf("%w: unknown format %q (want jsonl or text)", ErrMalformed, format)
+	return "", fmt.Errorf("%w: unknown format %q (want jsonl, text or parquet)", ErrMalformed, format)
 }
 
 // Read parses a dataset into its documents' texts. Gzip input is detected by
@@ -52,8 +54,19 @@ func Read(data []byte, format string) ([]string, error) {
 			return nil, fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
 		}
 	}
-	if format == FormatText {
+	switch format {
+	case FormatText:
 		return readText(data)
+	case FormatParquet:
+		docs, err := readParquet(data)
+		if err != nil {
+			return nil, err
+		}
+		texts := make([]string, len(docs))
+		for i, d := range docs {
+			texts[i] = d.Text
+		}
+		return texts, nil
 	}
 	return readJSONL(data)
 }

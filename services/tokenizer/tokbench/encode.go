@@ -95,8 +95,8 @@ func (o *Options) encodeResults(name string, texts []string) ([]Result, error) {
 
 	tk, err := loadTiktokenGo(name)
 	if err != nil {
-		single.missing(tiktokenPartner, err.Error())
-		batch.missing(tiktokenPartner, err.Error())
+		single.Missing(tiktokenPartner, err.Error())
+		batch.Missing(tiktokenPartner, err.Error())
 		return []Result{single, batch}, nil
 	}
 	o.logf("encode %s: tiktoken-go, 1 core", name)
@@ -106,9 +106,9 @@ func (o *Options) encodeResults(name string, texts []string) ([]Result, error) {
 			theirTokens += len(tk.EncodeOrdinary(s))
 		}
 	})
-	single.compare(tiktokenPartner, mbps(n, d), true)
+	single.Compare(tiktokenPartner, mbps(n, d), true)
 	if ourTokens != theirTokens {
-		single.addNote(fmt.Sprintf("token counts differ: ours %d, tiktoken-go %d", ourTokens, theirTokens))
+		single.AddNote(fmt.Sprintf("token counts differ: ours %d, tiktoken-go %d", ourTokens, theirTokens))
 	}
 	o.logf("encode %s: tiktoken-go, %d goroutines", name, cores)
 	d = timed(func() {
@@ -127,6 +127,6 @@ func (o *Options) encodeResults(name string, texts []string) ([]Result, error) {
 		}
 		wg.Wait()
 	})
-	batch.compare(tiktokenPartner, mbps(n, d), true)
+	batch.Compare(tiktokenPartner, mbps(n, d), true)
 	return []Result{single, batch}, nil
 }

@@ -115,7 +115,7 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 		out = append(out, rs...)
 	}
 	for i := range out {
-		out[i].addNote(o.TextNote)
+		out[i].AddNote(o.TextNote)
 	}
 	return out, nil
 }
@@ -170,8 +170,8 @@ func (o *Options) trainResults(ctx context.Context, texts []string) ([]Result, e
 	o.logf("train: HF tokenizers")
 	cmd, why := o.hfCommand(ctx, file)
 	if cmd == nil {
-		secs.missing(hfPartnerName, why)
-		rss.missing(hfPartnerName, why)
+		secs.Missing(hfPartnerName, why)
+		rss.Missing(hfPartnerName, why)
 		return []Result{secs, rss}, nil
 	}
 	hf, err := runChild(cmd, "HF training child ("+HFScript+")")
@@ -179,17 +179,17 @@ func (o *Options) trainResults(ctx context.Context, texts []string) ([]Result, e
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		secs.missing(hfPartnerName, err.Error())
-		rss.missing(hfPartnerName, err.Error())
+		secs.Missing(hfPartnerName, err.Error())
+		rss.Missing(hfPartnerName, err.Error())
 		return []Result{secs, rss}, nil
 	}
-	secs.compare(hfPartnerName, hf.Seconds, false)
-	rss.compare(hfPartnerName, float64(hf.RSSBytes)/1e6, false)
+	secs.Compare(hfPartnerName, hf.Seconds, false)
+	rss.Compare(hfPartnerName, float64(hf.RSSBytes)/1e6, false)
 	note := "both: train call only, same text file read line by line, same pre-tokenizer (bpe.PreTokenizerPattern)"
 	if hf.TrainerVocabSize != 0 && hf.TrainerVocabSize != o.Vocab {
 		note += fmt.Sprintf("; the npm binding trains with BpeTrainer defaults (vocab %d, min_frequency 0), ours vocab %d, min_frequency 2", hf.TrainerVocabSize, o.Vocab)
 	}
-	secs.addNote(note)
-	rss.addNote("peak RSS of each whole child process (getrusage / process.resourceUsage)")
+	secs.AddNote(note)
+	rss.AddNote("peak RSS of each whole child process (getrusage / process.resourceUsage)")
 	return []Result{secs, rss}, nil
 }

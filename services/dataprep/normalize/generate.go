@@ -1,0 +1,3 @@
+package normalize
+
+//go:generate go run ./internal/gen -in /usr/share/opencc/TSCharacters.ocd2 -out tables.go
