@@ -328,7 +328,9 @@ func (p *pipeline) one(it *item, st stats, sigBuf []uint32) []uint32 {
 	}
 	if p.label != nil {
 		featured(StageLabel, func() {
-			m := label.Apply(p.label, []label.Doc{{Title: d.Title, Text: d.Text}})
+			// A document's type shows in its title and opening; the
+			// labeling functions see the first labelPrefix bytes.
+			m := label.Apply(p.label, []label.Doc{{Title: d.Title, Text: prefix(d.Text, labelPrefix)}})
 			it.votes = append([]int8(nil), m.Row(0)...)
 		})
 	}
@@ -336,4 +338,18 @@ func (p *pipeline) one(it *item, st stats, sigBuf []uint32) []uint32 {
 		it.drop = "normalize:invalid_utf8"
 	}
 	return sigBuf
+}
+
+// labelPrefix is how much of a document the labeling functions read.
+const labelPrefix = 8 << 10
+
+// prefix cuts s to at most n bytes at a character boundary.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
