@@ -96,13 +96,13 @@ func (s *Service) Run(ctx context.Context) error {
 // shardSpec is the spec of one shard job: the parent's spec, the pinned
 // input and the record range [Start, End) of the input it owns.
 type shardSpec struct {
-	Spec       Spec   `json:"spec"`
-	Ref        string `json:"ref,omitempty"`
-	Format     string `json:"format,omitempty"`
-	Start      int    `json:"start"`
-	End        int    `json:"end"`
-	Index      int    `json:"index"`
-	Count      int    `json:"count"`
+	Spec   Spec   `json:"spec"`
+	Ref    string `json:"ref,omitempty"`
+	Format string `json:"format,omitempty"`
+	Start  int    `json:"start"`
+	End    int    `json:"end"`
+	Index  int    `json:"index"`
+	Count  int    `json:"count"`
 }
 
 func (s *shardSpec) Validate() error {
@@ -218,7 +218,9 @@ func (s *Service) coordinate(ctx context.Context, job *bus.Job) ([]byte, error) 
 		}
 		_ = decodeConfig(StageExactDedup, raw, &c)
 		if c.Set != "" {
-			claim = func(ctx context.Context, h [][32]byte) ([]bool, error) { return s.bus.ClaimHashes(ctx, c.Set, job.ID, h) }
+			claim = func(ctx context.Context, h [][32]byte) ([]bool, error) {
+				return s.bus.ClaimHashes(ctx, c.Set, job.ID, h)
+			}
 		}
 	}
 	decisions, labels, err := p.global(ctx, feats, claim, st)
@@ -228,50 +230,21 @@ func (s *Service) coordinate(ctx context.Context, job *bus.Job) ([]byte, error) 
 	res.Labels = labels
 	job.Progress("global", int64(len(feats)), int64(len(feats)), "")
 
-	// Write the dataset: each shard's documents with the global verdicts.
-	var out []corpus.Doc
-	for i, r := range results {
-		if r.DocsRef == "" {
-			continue
-		}
-		data, err := s.bus.GetObject(ctx, r.DocsRef)
-		if err != nil {
-			return nil, fmt.Errorf("dataprep: shard %d output: %w", i, err)
-		}
-		docs, _, _, err := corpus.ReadDocs(data, corpus.FormatParquet)
-		if err != nil {
-			return nil, fmt.Errorf("dataprep: shard %d output: %w", i, err)
-		}
-		if len(docs) != len(orders[i]) {
-			return nil, fmt.Errorf("dataprep: shard %d wrote %d documents and %d feature rows", i, len(docs), len(orders[i]))
-		}
-		out = append(out, p.apply(docs, orders[i], decisions)...)
-	}
-	res.Augmented = p.augmentAll(&out)
-	if len(out) == 0 {
-		return nil, fmt.Errorf("dataprep: no document of %d survived the stages", res.InputDocuments)
-	}
-	var buf bytes.Buffer
-	if spec.Format == corpus.FormatJSONL {
-		err = corpus.WriteDocsJSONL(&buf, out)
-	} else {
-		err = corpus.WriteParquet(&buf, out)
-	}
+	// Write the dataset, streaming: one shard's documents at a time, with
+	// the global verdicts, into the object store.
+	info, kept, augmented, err := s.writeOutput(ctx, p, &spec, results, orders, decisions)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.bus.PutBytes(ctx, buf.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("dataprep: store dataset %q: %w", spec.Output, err)
-	}
+	res.Augmented = augmented
 	if err := s.bus.PutDataset(ctx, &busv1.DatasetRecord{
 		Name: spec.Output, Ref: info.Ref, Size: info.Size, Format: spec.Format,
-		Documents: int64(len(out)), CreatedAt: timestamppb.Now(),
+		Documents: int64(kept), CreatedAt: timestamppb.Now(),
 	}); err != nil {
 		return nil, err
 	}
 	job.Artifact("dataset", spec.Output, info.Ref, info.Size)
-	res.Ref, res.Bytes, res.Documents = info.Ref, info.Size, len(out)
+	res.Ref, res.Bytes, res.Documents = info.Ref, info.Size, kept
 	res.Stages = st
 	if q := st[StageQuality]; q != nil {
 		res.DroppedShort = q.Dropped["min_chars"]
@@ -290,6 +263,74 @@ func (s *Service) coordinate(ctx context.Context, job *bus.Job) ([]byte, error) 
 	s.log.Info("prepared dataset", "name", spec.Output, "documents", res.Documents, "bytes", res.Bytes, "shards", n)
 	return json.Marshal(res)
 }
+
+// writeOutput streams the shards' documents, filtered and labelled by the
+// global phase and followed by their augmented copies, into one object.
+func (s *Service) writeOutput(ctx context.Context, p *pipeline, spec *Spec, results []shardResult, orders [][]int, decisions map[int]decision) (bus.ObjectInfo, int, int, error) {
+	pr, pw := io.Pipe()
+	type counts struct{ kept, augmented int }
+	done := make(chan counts, 1)
+	go func() {
+		var c counts
+		err := func() error {
+			var pq *corpus.ParquetWriter
+			if spec.Format == corpus.FormatParquet {
+				var err error
+				if pq, err = corpus.NewParquetWriter(pw); err != nil {
+					return err
+				}
+			}
+			for i, r := range results {
+				if r.DocsRef == "" {
+					continue
+				}
+				data, err := s.bus.GetObject(ctx, r.DocsRef)
+				if err != nil {
+					return fmt.Errorf("dataprep: shard %d output: %w", i, err)
+				}
+				docs, _, _, err := corpus.ReadDocs(data, corpus.FormatParquet)
+				if err != nil {
+					return fmt.Errorf("dataprep: shard %d output: %w", i, err)
+				}
+				if len(docs) != len(orders[i]) {
+					return fmt.Errorf("dataprep: shard %d wrote %d documents and %d feature rows", i, len(docs), len(orders[i]))
+				}
+				docs = p.apply(docs, orders[i], decisions)
+				c.kept += len(docs)
+				c.augmented += p.augmentAll(&docs)
+				if pq != nil {
+					err = pq.Write(docs)
+				} else {
+					err = corpus.WriteDocsJSONL(pw, docs)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if c.kept == 0 {
+				return errNothingKept
+			}
+			if pq != nil {
+				return pq.Close()
+			}
+			return nil
+		}()
+		done <- c
+		pw.CloseWithError(err)
+	}()
+	info, err := s.bus.PutObject(ctx, pr)
+	pr.CloseWithError(err)
+	c := <-done
+	if errors.Is(err, errNothingKept) {
+		return bus.ObjectInfo{}, 0, 0, fmt.Errorf("dataprep: no document survived the stages")
+	}
+	if err != nil {
+		return bus.ObjectInfo{}, 0, 0, fmt.Errorf("dataprep: store dataset %q: %w", spec.Output, err)
+	}
+	return info, c.kept + c.augmented, c.augmented, nil
+}
+
+var errNothingKept = errors.New("no document kept")
 
 // apply keeps the documents the global phase did not drop and sets their
 // labels; orders[i] is docs[i]'s position in the input.

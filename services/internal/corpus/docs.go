@@ -160,8 +160,40 @@ var docSchema = arrow.NewSchema([]arrow.Field{
 // WriteParquet writes documents as a zstd-compressed Parquet file with the
 // columns id, title, text, label, date and redactions (JSON spans).
 func WriteParquet(w io.Writer, docs []Doc) error {
-	mem := memory.NewGoAllocator()
-	b := array.NewRecordBuilder(mem, docSchema)
+	pw, err := NewParquetWriter(w)
+	if err != nil {
+		return err
+	}
+	if err := pw.Write(docs); err != nil {
+		pw.Close()
+		return err
+	}
+	return pw.Close()
+}
+
+// ParquetWriter streams documents into a Parquet file, one row group per
+// Write, so a large dataset never has to be held in memory whole.
+type ParquetWriter struct {
+	fw  *pqarrow.FileWriter
+	mem memory.Allocator
+}
+
+// NewParquetWriter starts a Parquet file on w.
+func NewParquetWriter(w io.Writer) (*ParquetWriter, error) {
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd))
+	fw, err := pqarrow.NewFileWriter(docSchema, w, props, pqarrow.DefaultWriterProps())
+	if err != nil {
+		return nil, err
+	}
+	return &ParquetWriter{fw: fw, mem: memory.NewGoAllocator()}, nil
+}
+
+// Write adds documents as one row group.
+func (p *ParquetWriter) Write(docs []Doc) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	b := array.NewRecordBuilder(p.mem, docSchema)
 	defer b.Release()
 	for _, d := range docs {
 		red := ""
@@ -178,17 +210,11 @@ func WriteParquet(w io.Writer, docs []Doc) error {
 	}
 	rec := b.NewRecordBatch()
 	defer rec.Release()
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd))
-	fw, err := pqarrow.NewFileWriter(docSchema, w, props, pqarrow.DefaultWriterProps())
-	if err != nil {
-		return err
-	}
-	if err := fw.Write(rec); err != nil {
-		fw.Close()
-		return err
-	}
-	return fw.Close()
+	return p.fw.Write(rec)
 }
+
+// Close finishes the file (its footer).
+func (p *ParquetWriter) Close() error { return p.fw.Close() }
 
 // readParquet reads the documents of a Parquet file; only "text" is
 // required.
