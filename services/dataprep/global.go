@@ -129,7 +129,10 @@ func (p *pipeline) global(ctx context.Context, feats []feature, claim claimFunc,
 		m.Names, m.Labels = names, p.label.LabelNames()
 		rep = &LabelReport{Model: "label_model", Counts: map[string]int{}}
 		var labels []int
-		if lm, err := label.FitLabelModel(m, len(m.Labels), label.FitOptions{}); err == nil {
+		// The one-accuracy-per-function model: the full confusion model can
+		// swap classes on a corpus where some labels never occur (the demo
+		// corpus has no statutes), the accuracy model stays anchored.
+		if lm, err := label.FitLabelModel(m, len(m.Labels), label.FitOptions{Model: label.ModelAccuracy}); err == nil {
 			labels, _ = lm.Predict(m)
 		} else {
 			rep.Model = "majority_vote"
