@@ -26,6 +26,7 @@ Usage:
   llmesh pipeline run FILE [--nats URL] [--data DIR] [--json]  run a pipeline file
   llmesh generate --model M --prompt P [--nats URL] [...]      generate text
   llmesh jobs [list|get|watch|cancel] [ID] [--nats URL]        inspect jobs
+  llmesh dataset put NAME PATH | dataset list [--nats URL]      upload a file or a folder of .txt/.md files
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
   llmesh bench tokenizer|dataprep [--json] [...]                measure against partners, same run
 
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdJobs(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "dataset":
+		err = cmdDataset(ctx, args[1:], stdout, stderr)
 	case "plugin":
 		if len(args) != 3 || args[1] != "serve" {
 			err = fmt.Errorf("%w: llmesh plugin serve <backend>", errUsage)

@@ -75,6 +75,7 @@ type Stats struct {
 type Filter struct {
 	cfg      Config
 	patterns [][]byte // lower-cased ASCII
+	boiler   *boilerplate
 	seed     maphash.Seed
 	pool     sync.Pool
 }
@@ -88,6 +89,8 @@ func New(cfg Config) (*Filter, error) {
 	for _, p := range cfg.BoilerplatePatterns {
 		f.patterns = append(f.patterns, []byte(asciiLower(p)))
 	}
+	f.boiler = newBoilerplate(f.patterns)
+	loadBMPClass()
 	f.pool.New = func() any { return new(scratch) }
 	return f, nil
 }
@@ -106,21 +109,9 @@ func (f *Filter) Check(text string) (rule string, ok bool) {
 	if r := f.cheap(&st); r != "" {
 		return r, false
 	}
-	c := &f.cfg
-	for i, max := range c.MaxTopNGramCharFrac {
-		if max > 0 {
-			if st.TopNGramCharFrac[i] = sc.topNGram(i + 2); st.TopNGramCharFrac[i] > max {
-				return rules[9+i], false
-			}
-		}
-	}
-	if last := lastSet(c.MaxDupNGramCharFrac[:]); last >= 0 {
-		sc.dupNGrams(last+5, st.DupNGramCharFrac[:])
-		for i, max := range c.MaxDupNGramCharFrac {
-			if max > 0 && st.DupNGramCharFrac[i] > max {
-				return rules[12+i], false
-			}
-		}
+	lim := ngramLimits{top: f.cfg.MaxTopNGramCharFrac, dup: f.cfg.MaxDupNGramCharFrac, check: true}
+	if r := sc.ngrams(&lim, &st); r != "" {
+		return r, false
 	}
 	return "", true
 }
@@ -131,20 +122,8 @@ func (f *Filter) Stats(text string) Stats {
 	defer f.pool.Put(sc)
 	var st Stats
 	f.scan(text, sc, &st)
-	for n := 2; n <= 4; n++ {
-		st.TopNGramCharFrac[n-2] = sc.topNGram(n)
-	}
-	sc.dupNGrams(10, st.DupNGramCharFrac[:])
+	sc.ngrams(&ngramLimits{}, &st)
 	return st
-}
-
-func lastSet(v []float64) int {
-	for i := len(v) - 1; i >= 0; i-- {
-		if v[i] > 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // cheap applies the rules before the n-gram ones.
@@ -178,31 +157,30 @@ type scratch struct {
 	lower []byte   // the current line, ASCII lower-cased
 	toks  []uint64 // word hashes
 	cum   []int32  // cum[i] = characters in words before word i
-	cur   []uint64 // n-gram hashes at each word position
-	alive []bool   // the (n-1)-gram at this position is duplicated
-	tab   table
+	lines table    // hashes of the lines seen
+	// The n-gram sweep: the positions still counted, their grams' hashes,
+	// a flag per position for grams that repeat, and the gram table.
+	pos  []int32
+	hs   []uint64
+	flag []uint8
+	gt   gramTable
 }
 
 // scan measures everything but the n-grams in one pass over text and
 // collects the words for them.
 func (f *Filter) scan(text string, sc *scratch, st *Stats) {
 	sc.toks, sc.cum = sc.toks[:0], append(sc.cum[:0], 0)
+	toks, cum := sc.toks, sc.cum
 	var (
-		chars, good, symbols, words     int
+		chars, good, symbols            int
 		lines, bullets, ellipses, boils int
 		dupLines, dupChars              int
 		wordHash                        uint64
-		wordLen                         int32
+		wordLen, nChars                 int32 // nChars: characters in words so far
 	)
-	endWord := func() {
-		if wordLen > 0 {
-			sc.toks = append(sc.toks, mix(wordHash))
-			sc.cum = append(sc.cum, sc.cum[len(sc.cum)-1]+wordLen)
-			wordHash, wordLen = 0, 0
-		}
-	}
+	bmp := bmpClass
 	nLines := strings.Count(text, "\n") + 1
-	sc.tab.reset(nLines)
+	sc.lines.reset(nLines)
 	for len(text) > 0 {
 		var line string
 		if i := strings.IndexByte(text, '\n'); i >= 0 {
@@ -229,7 +207,6 @@ func (f *Filter) scan(text string, sc *scratch, st *Stats) {
 		if strings.HasSuffix(line, "…") || strings.HasSuffix(line, "...") {
 			ellipses++
 		}
-		lower := sc.lower[:0]
 		dots := 0
 		for i := 0; i < len(body); {
 			c := body[i]
@@ -237,84 +214,122 @@ func (f *Filter) scan(text string, sc *scratch, st *Stats) {
 				i++
 				switch {
 				case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-					c |= 0x20
 					good++
 					chars++
-					wordHash = (wordHash ^ uint64(c)) * 0x100000001b3
+					wordHash = (wordHash ^ uint64(c|0x20)) * 0x100000001b3
 					wordLen++
 				case c >= '0' && c <= '9':
 					chars++
 					wordHash = (wordHash ^ uint64(c)) * 0x100000001b3
 					wordLen++
 				case c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f':
-					endWord()
+					if wordLen > 0 {
+						nChars += wordLen
+						toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+						wordHash, wordLen = 0, 0
+					}
 				default:
 					chars++
-					endWord()
+					if wordLen > 0 {
+						nChars += wordLen
+						toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+						wordHash, wordLen = 0, 0
+					}
 					if c == '#' {
 						symbols++
+					} else if c == '.' {
+						dots++
+						continue
 					}
 				}
-				if c == '.' {
-					dots++
-				} else {
+				if dots != 0 {
 					if dots >= 3 {
 						symbols++
 					}
 					dots = 0
 				}
-				lower = append(lower, c)
 				continue
 			}
-			if dots >= 3 {
-				symbols++
+			if dots != 0 {
+				if dots >= 3 {
+					symbols++
+				}
+				dots = 0
 			}
-			dots = 0
-			r, size := utf8.DecodeRuneInString(body[i:])
-			lower = append(lower, body[i:i+size]...)
-			i += size
-			switch {
-			case isCJK(r):
-				endWord()
+			var r rune
+			if c >= 0xE1 && c <= 0xEF && c != 0xED && i+2 < len(body) &&
+				body[i+1]&0xC0 == 0x80 && body[i+2]&0xC0 == 0x80 { // a valid 3-byte sequence
+				r = rune(c&0x0F)<<12 | rune(body[i+1]&0x3F)<<6 | rune(body[i+2]&0x3F)
+				i += 3
+			} else {
+				var size int
+				r, size = utf8.DecodeRuneInString(body[i:])
+				i += size
+			}
+			var cls uint8
+			if r < 1<<16 {
+				cls = bmp[r]
+			} else {
+				cls = classify(r)
+			}
+			switch cls {
+			case clsCJK:
+				if wordLen > 0 {
+					nChars += wordLen
+					toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+					wordHash, wordLen = 0, 0
+				}
 				chars++
 				good++
-				sc.toks = append(sc.toks, mix(uint64(r)<<8|0x5A))
-				sc.cum = append(sc.cum, sc.cum[len(sc.cum)-1]+1)
-			case r == '…':
-				endWord()
+				nChars++
+				toks, cum = append(toks, mix(uint64(r)<<8|0x5A)), append(cum, nChars)
+			case clsSpace:
+				if wordLen > 0 {
+					nChars += wordLen
+					toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+					wordHash, wordLen = 0, 0
+				}
+			case clsLatin, clsLetter:
 				chars++
-				symbols++
-			case unicode.IsSpace(r):
-				endWord()
-			case unicode.IsLetter(r) || unicode.IsDigit(r):
-				chars++
-				if unicode.Is(unicode.Latin, r) {
+				if cls == clsLatin {
 					good++
 				}
 				wordHash = (wordHash ^ uint64(unicode.ToLower(r))) * 0x100000001b3
 				wordLen++
-			default:
-				endWord()
+			default: // clsOther, clsEllipsis
+				if wordLen > 0 {
+					nChars += wordLen
+					toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+					wordHash, wordLen = 0, 0
+				}
 				chars++
+				if cls == clsEllipsis {
+					symbols++
+				}
 			}
 		}
 		if dots >= 3 {
 			symbols++
 		}
-		endWord()
-		sc.lower = lower
-		for _, p := range f.patterns {
-			if bytes.Contains(lower, p) {
-				boils++
-				break
-			}
+		if wordLen > 0 {
+			nChars += wordLen
+			toks, cum = append(toks, mix(wordHash)), append(cum, nChars)
+			wordHash, wordLen = 0, 0
 		}
-		if !sc.tab.add(maphash.String(f.seed, line)|1, 1) {
+		if f.boiler.fast {
+			if f.boiler.match(body) {
+				boils++
+			}
+		} else if f.slowBoilerplate(sc, body) {
+			boils++
+		}
+		if !sc.lines.add(maphash.String(f.seed, line) | 1) {
 			dupLines++
 			dupChars += chars - lineStart
 		}
 	}
-	words = len(sc.toks)
+	sc.toks, sc.cum = toks, cum
+	words := len(toks)
 	st.Chars, st.Lines, st.Words = chars, lines, words
 	st.CJKOrLatinRatio = ratio(good, chars)
 	st.SymbolRatio = ratio(symbols, max(words, 1))
@@ -323,6 +338,22 @@ func (f *Filter) scan(text string, sc *scratch, st *Stats) {
 	st.BoilerplateFrac = ratio(boils, lines)
 	st.DupLineFrac = ratio(dupLines, lines)
 	st.DupLineCharFrac = ratio(dupChars, chars)
+}
+
+// slowBoilerplate matches the patterns one by one against the lower-cased
+// line, for pattern sets with a pattern under three bytes.
+func (f *Filter) slowBoilerplate(sc *scratch, body string) bool {
+	lower := sc.lower[:0]
+	for i := 0; i < len(body); i++ {
+		lower = append(lower, asciiFold[body[i]])
+	}
+	sc.lower = lower
+	for _, p := range f.patterns {
+		if bytes.Contains(lower, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func ratio(a, b int) float64 {
