@@ -164,6 +164,9 @@ type scratch struct {
 	hs   []uint64
 	flag []uint8
 	gt   gramTable
+	sink uint64 // keeps the slot touches of the n-gram sweep
+	// maxLen[n-2] is the most characters in an n-gram, n = 2, 3, 4.
+	maxLen [3]int32
 }
 
 // scan measures everything but the n-grams in one pass over text and

@@ -105,6 +105,9 @@ func step(h, w uint64) uint64 {
 	return (h^w)*0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
 }
 
+// block is how many positions the counting loop hashes ahead.
+const block = 32
+
 // gramSeed starts every rolling n-gram hash.
 const gramSeed = 5
 
@@ -192,46 +195,66 @@ func (sc *scratch) ngrams(lim *ngramLimits, st *Stats) string {
 		if n == 2 {
 			pos, hs = pos[:m], hs[:m]
 		} else {
+			// Positions ascend and m drops by one per length: only the
+			// last one can have run out of words.
+			// Its flag is read (as a suffix) before it is cleared.
+			out := -1
+			if last := len(pos) - 1; last >= 0 && int(pos[last]) >= m {
+				out = int(pos[last])
+				pos, hs = pos[:last], hs[:last]
+			}
 			k := 0
 			for j, i := range pos {
-				keep := int(i) < m && flag[i]&flag[i+1] != 0
+				keep := flag[i] & flag[i+1] // flags are 0 or 1
 				flag[i] = 0
-				if keep {
-					pos[k], hs[k] = i, hs[j]
-					k++
-				}
+				pos[k], hs[k] = i, hs[j] // k <= j: a write past the kept ones is overwritten or cut
+				k += int(keep)
+			}
+			if out >= 0 {
+				flag[out] = 0
 			}
 			pos, hs = pos[:k], hs[:k]
 		}
 
 		// Count, flagging the positions of repeated grams and tracking the
 		// gram whose occurrences cover most characters.
-		t.reset(len(pos) / 4)
-		best := int64(0)
-		for j, i := range pos {
-			h := step(hs[j], toks[int(i)+n-1]) | 1
-			hs[j] = h
-			s := &t.slots[h>>t.shift]
-			if s.key != h {
-				s = t.find(h, i)
-				if s == nil {
-					continue // new gram
-				}
+		t.reset(len(pos) / 2)
+		best, touch := int64(0), uint64(0)
+		for b := 0; b < len(pos); b += block {
+			e := min(b+block, len(pos))
+			// Hash a block and touch its home slots first: the loads do
+			// not wait on one another (nor on mispredicted branches), so
+			// their cache misses overlap.
+			for j := b; j < e; j++ {
+				h := step(hs[j], toks[int(pos[j])+n-1]) | 1
+				hs[j] = h
+				touch += t.slots[h>>t.shift].key
 			}
-			s.count++
-			flag[s.first] = 1 // again from the third occurrence on: cheaper than a test
-			flag[i] = 1
-			if n <= 4 {
-				best = max(best, int64(s.count)*int64(cum[int(i)+n]-cum[i]))
+			for j := b; j < e; j++ {
+				h, i := hs[j], pos[j]
+				s := &t.slots[h>>t.shift]
+				if s.key != h {
+					if s = t.find(h, i); s == nil {
+						continue // new gram
+					}
+				}
+				s.count++
+				flag[s.first] = 1 // again from the third occurrence on: cheaper than a test
+				flag[i] = 1
+				if n <= 4 {
+					best = max(best, int64(s.count)*int64(cum[int(i)+n]-cum[i]))
+				}
 			}
 		}
 
+		sc.sink += touch
 		if n <= 4 {
 			if n <= lastTop {
 				// A gram that occurs once covers its own characters.
-				for i := 0; i < m; i++ {
-					best = max(best, int64(cum[i+n]-cum[i]))
+				if n == 2 {
+					sc.maxLens(lastTop)
 				}
+				best = max(best, int64(sc.maxLen[n-2]))
 				frac := min(1, float64(best)/float64(total))
 				st.TopNGramCharFrac[n-2] = frac
 				if max := lim.top[n-2]; lim.check && max > 0 && frac > max {
@@ -284,4 +307,32 @@ func (t *gramTable) find(h uint64, i int32) *gslot {
 			return nil
 		}
 	}
+}
+
+// maxLens sets sc.maxLen[n-2], n = 2..maxN (at most 4), to the most
+// characters any n-gram holds, in one pass.
+func (sc *scratch) maxLens(maxN int) {
+	cum := sc.cum
+	nw := len(cum) - 1
+	var l2, l3, l4 int32
+	i := 0
+	if maxN >= 4 {
+		for ; i+4 <= nw; i++ {
+			c := cum[i]
+			l2 = max(l2, cum[i+2]-c)
+			l3 = max(l3, cum[i+3]-c)
+			l4 = max(l4, cum[i+4]-c)
+		}
+	}
+	if maxN >= 3 {
+		for ; i+3 <= nw; i++ {
+			c := cum[i]
+			l2 = max(l2, cum[i+2]-c)
+			l3 = max(l3, cum[i+3]-c)
+		}
+	}
+	for ; i+2 <= nw; i++ {
+		l2 = max(l2, cum[i+2]-cum[i])
+	}
+	sc.maxLen = [3]int32{l2, l3, l4}
 }
