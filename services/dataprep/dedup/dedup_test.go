@@ -1,20 +1,16 @@
 package dedup_test
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/llmesh/llmesh/services/dataprep/dedup"
 	"github.com/llmesh/llmesh/services/dataprep/democorpus"
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 )
 
 func mustHasher(t testing.TB, cfg dedup.Config) *dedup.Hasher {
@@ -280,51 +276,18 @@ func TestContentHash(t *testing.T) {
 	}
 }
 
-// sharedDataDir finds ../shared/data walking up from the working directory.
-func sharedDataDir() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "..", "shared", "data")
-		if _, err := os.Stat(filepath.Join(d, "cn-law.jsonl.gz")); err == nil {
-			return d
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return ""
-		}
-		dir = up
-	}
-}
-
+// readTexts returns the texts of the shared corpus name, in order, up to
+// and including the document that takes the total to limit bytes.
 func readTexts(tb testing.TB, name string, limit int) []string {
 	tb.Helper()
-	dir := sharedDataDir()
-	if dir == "" {
-		tb.Skipf("no ../shared/data with %s above the working directory", name)
-	}
-	f, err := os.Open(filepath.Join(dir, name))
-	if err != nil {
-		tb.Skipf("corpus %s: %v", name, err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var out []string
 	total := 0
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	for sc.Scan() && total < limit {
-		var d struct{ Text string }
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			tb.Fatal(err)
+	for _, d := range corpustest.Texts(tb, name) {
+		if total >= limit {
+			break
 		}
-		out = append(out, d.Text)
-		total += len(d.Text)
+		out = append(out, d)
+		total += len(d)
 	}
 	return out
 }

@@ -1,17 +1,13 @@
 package label
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/llmesh/llmesh/services/dataprep/democorpus"
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 )
 
 // goldDoc is a document with its true type.
@@ -116,25 +112,12 @@ func lawDocs(seed uint64, n int) []goldDoc {
 // cnLawDocs reads the laws of ../shared/data/cn-law.jsonl.gz whose type
 // the title gives away; nil when the corpus is absent.
 func cnLawDocs(t *testing.T) []goldDoc {
-	path := filepath.Join("..", "..", "..", "..", "shared", "data", "cn-law.jsonl.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		t.Logf("skipping the cn-law part: %v", err)
+	if corpustest.Dir() == "" {
+		t.Logf("skipping the cn-law part: no shared/data above the working directory")
 		return nil
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(nil, 64<<20)
 	var out []goldDoc
-	for sc.Scan() {
-		var d struct{ Title, Text string }
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range corpustest.Docs(t, "cn-law.jsonl.gz") {
 		var g string
 		switch {
 		case isLawTitle(d.Title):
@@ -145,9 +128,6 @@ func cnLawDocs(t *testing.T) []goldDoc {
 			continue
 		}
 		out = append(out, goldDoc{Doc{d.Title, d.Text}, "cn-law", classOf(g)})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

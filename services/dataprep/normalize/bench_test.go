@@ -1,53 +1,16 @@
 package normalize
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 	"golang.org/x/text/unicode/norm"
 )
 
-// corpusText reads the raw "text" fields of a gzip JSONL corpus in
-// ../shared/data above the working directory, or skips tb.
+// corpusText reads the raw "text" fields of a shared corpus, or skips tb.
 func corpusText(tb testing.TB, name string) []string {
 	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if f, err := os.Open(p); err == nil {
-			defer f.Close()
-			zr, err := gzip.NewReader(f)
-			if err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-			var docs []string
-			sc := bufio.NewScanner(zr)
-			sc.Buffer(nil, 64<<20)
-			for sc.Scan() {
-				var d struct{ Text string }
-				if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-					tb.Fatalf("%s: %v", p, err)
-				}
-				docs = append(docs, d.Text)
-			}
-			if err := sc.Err(); err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-			return docs
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			tb.Skipf("no shared/data/%s above the working directory", name)
-		}
-		dir = up
-	}
+	return corpustest.Texts(tb, name)
 }
 
 var corpora = []string{"cn-law.jsonl.gz", "en-legal.jsonl.gz"}

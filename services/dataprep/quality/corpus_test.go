@@ -1,54 +1,22 @@
 package quality
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"sort"
 	"testing"
 
 	"github.com/llmesh/llmesh/services/dataprep/normalize"
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 )
 
-// corpus reads the "text" field of every line of a gzip JSONL corpus in
-// ../shared/data above the working directory, normalized, or skips tb.
+// corpus reads the "text" field of every document of a shared corpus,
+// normalized, or skips tb.
 func corpus(tb testing.TB, name string) []string {
 	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
+	docs := corpustest.Texts(tb, name)
+	for i, d := range docs {
+		docs[i] = normalize.Text(d)
 	}
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if f, err := os.Open(p); err == nil {
-			defer f.Close()
-			zr, err := gzip.NewReader(f)
-			if err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-			var docs []string
-			sc := bufio.NewScanner(zr)
-			sc.Buffer(nil, 64<<20)
-			for sc.Scan() {
-				var d struct{ Text string }
-				if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-					tb.Fatalf("%s: %v", p, err)
-				}
-				docs = append(docs, normalize.Text(d.Text))
-			}
-			if err := sc.Err(); err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-			return docs
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			tb.Skipf("no shared/data/%s above the working directory", name)
-		}
-		dir = up
-	}
+	return docs
 }
 
 var corpora = []string{"cn-law.jsonl.gz", "en-legal.jsonl.gz"}

@@ -1,12 +1,8 @@
 package bpe_test
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/llmesh/llmesh/services/dataprep/democorpus"
 	"github.com/llmesh/llmesh/services/internal/bpe"
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 )
 
 // refPair is one encoding as we load it and as tiktoken-go (the outside
@@ -180,55 +177,18 @@ func truncateText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// findSharedData walks up from the working directory to a folder holding
-// shared/data and returns that data folder, or "".
-func findSharedData() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "shared", "data")
-		if _, err := os.Stat(filepath.Join(d, "cn-law.jsonl.gz")); err == nil {
-			return d
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return ""
-		}
-		dir = up
-	}
-}
-
-// readJSONLText reads the "text" field of every line of a gzip JSONL file,
-// stopping once limit bytes of text are read.
-func readJSONLText(tb testing.TB, path string, limit int) []string {
+// readText returns the texts of the shared corpus name, in order, up to
+// and including the document that takes the total to limit bytes.
+func readText(tb testing.TB, name string, limit int) []string {
 	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	var out []string
 	n := 0
-	for n < limit && sc.Scan() {
-		var doc struct {
-			Text string `json:"text"`
+	for _, d := range corpustest.Texts(tb, name) {
+		if n >= limit {
+			break
 		}
-		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
-			tb.Fatalf("%s: line %d: %v", path, len(out)+1, err)
-		}
-		out = append(out, doc.Text)
-		n += len(doc.Text)
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatalf("%s: %v", path, err)
+		out = append(out, d)
+		n += len(d)
 	}
 	return out
 }
@@ -238,13 +198,12 @@ func readJSONLText(tb testing.TB, path string, limit int) []string {
 // corpus (the rest). It skips the test when shared/data is absent.
 func parityCorpus(tb testing.TB, mb float64) []string {
 	tb.Helper()
-	dir := findSharedData()
-	if dir == "" {
+	if corpustest.Dir() == "" {
 		tb.Skip("no shared/data (cn-law.jsonl.gz, en-legal.jsonl.gz) above the working directory; CI has it")
 	}
 	part := int(mb * 1e6 * 0.45)
-	texts := readJSONLText(tb, filepath.Join(dir, "cn-law.jsonl.gz"), part)
-	texts = append(texts, readJSONLText(tb, filepath.Join(dir, "en-legal.jsonl.gz"), part)...)
+	texts := readText(tb, "cn-law.jsonl.gz", part)
+	texts = append(texts, readText(tb, "en-legal.jsonl.gz", part)...)
 	demo := int(mb*1e6) - int(totalBytes(texts))
 	for seed := uint64(7); demo > 0; seed++ {
 		for _, d := range democorpus.Generate(seed, demo/1000+1) {

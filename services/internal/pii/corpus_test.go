@@ -4,56 +4,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"github.com/llmesh/llmesh/services/internal/corpus"
+	"github.com/llmesh/llmesh/services/internal/corpus/corpustest"
 )
 
 var corpora = []string{"cn-law.jsonl.gz", "en-legal.jsonl.gz"}
-
-// sharedDataDir finds ../shared/data walking up from the working directory,
-// or returns "" if there is none.
-func sharedDataDir() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "..", "shared", "data")
-		if _, err := os.Stat(filepath.Join(d, corpora[0])); err == nil {
-			return d
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return ""
-		}
-		dir = up
-	}
-}
 
 // readCorpus returns the documents of one shared corpus, skipping tb when
 // the shared data is absent.
 func readCorpus(tb testing.TB, name string) []string {
 	tb.Helper()
-	dir := sharedDataDir()
-	if dir == "" {
-		tb.Skipf("no ../shared/data with %s above the working directory", name)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		tb.Skipf("corpus %s: %v", name, err)
-	}
-	docs, err := corpus.Read(data, corpus.FormatJSONL)
-	if err != nil {
-		tb.Fatalf("corpus %s: %v", name, err)
-	}
-	return docs
+	return corpustest.Texts(tb, name)
 }
 
 // context returns the match with up to 24 bytes either side, cut at rune

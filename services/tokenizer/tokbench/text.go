@@ -7,40 +7,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/llmesh/llmesh/services/internal/corpus"
 )
 
 // Corpora are the files under the shared data folder that Run reads: half
 // the text comes from each, whole documents in file order.
 var Corpora = []string{"cn-law.jsonl.gz", "en-legal.jsonl.gz"}
 
-// FindDataDir looks for shared/data (holding Corpora) beside start and each
+// FindDataDir looks for shared/data (holding Corpora) in start and each
 // folder above it — ../shared/data seen from a checkout — and returns it, or
 // "" if there is none.
 func FindDataDir(start string) string {
-	dir, err := filepath.Abs(start)
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "..", "shared", "data")
-		if hasCorpora(d) {
-			return filepath.Clean(d)
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return ""
-		}
-		dir = up
-	}
-}
-
-func hasCorpora(dir string) bool {
-	for _, c := range Corpora {
-		if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
-			return false
-		}
-	}
-	return true
+	return corpus.FindSharedData(start)
 }
 
 // LoadCorpora returns about limit bytes of whole documents from dir, an

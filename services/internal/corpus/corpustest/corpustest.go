@@ -1,0 +1,105 @@
+package corpustest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/llmesh/llmesh/services/internal/corpus"
+)
+
+// maxLine is the longest line (one document) read.
+const maxLine = 64 << 20
+
+// Dir returns the shared/data folder found in the working directory or the
+// nearest folder above it, or "" when there is none.
+func Dir() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	return corpus.FindSharedData(wd)
+}
+
+// Path returns the path of the shared corpus name (such as
+// "cn-law.jsonl.gz"), skipping tb when it is absent.
+func Path(tb testing.TB, name string) string {
+	tb.Helper()
+	dir := Dir()
+	if dir == "" {
+		tb.Skipf("shared corpus %s: no shared/data with the corpora in or above the working directory", name)
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("shared corpus %s: %v", name, err)
+	}
+	return p
+}
+
+// Doc is one document of a shared corpus.
+type Doc struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	Text  string `json:"text"`
+}
+
+// Docs reads every document of the shared corpus name, in file order. It
+// skips tb when the corpus is absent and fails it on a broken gzip stream,
+// a line that is not JSON or a document without a "text" field. Blank
+// lines are ignored.
+func Docs(tb testing.TB, name string) []Doc {
+	tb.Helper()
+	p := Path(tb, name)
+	f, err := os.Open(p)
+	if err != nil {
+		tb.Fatalf("shared corpus %s: %v", name, err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		tb.Fatalf("shared corpus %s: %v", p, err)
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
+	var docs []Doc
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var d struct {
+			ID    string  `json:"id"`
+			Title string  `json:"title"`
+			Text  *string `json:"text"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			tb.Fatalf("shared corpus %s: line %d: %v", p, line, err)
+		}
+		if d.Text == nil {
+			tb.Fatalf("shared corpus %s: line %d: no \"text\" field", p, line)
+		}
+		docs = append(docs, Doc{ID: d.ID, Title: d.Title, Text: *d.Text})
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatalf("shared corpus %s: line %d (lines up to %d MiB): %v", p, line+1, maxLine>>20, err)
+	}
+	return docs
+}
+
+// Texts returns the text of every document of the shared corpus name, in
+// file order, skipping or failing tb as Docs does.
+func Texts(tb testing.TB, name string) []string {
+	tb.Helper()
+	docs := Docs(tb, name)
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.Text
+	}
+	return texts
+}
