@@ -1,5 +1,7 @@
 package accel
 
+import "net"
+
 // Exported for the tests in package accel_test, which import acceltest.
 
 // WithHandshakeForTest lets a test plugin serve with another handshake.
@@ -10,4 +12,18 @@ func (p *Plugin) ProcessExited() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.proc == nil || p.proc.exited()
+}
+
+// AddrForTest is the address the current process's gRPC server listens on,
+// as go-plugin's ReattachConfig gives it; nil when none runs.
+func (p *Plugin) AddrForTest() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.proc == nil {
+		return nil
+	}
+	if rc := p.proc.client.ReattachConfig(); rc != nil {
+		return rc.Addr
+	}
+	return nil
 }

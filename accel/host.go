@@ -2,6 +2,8 @@ package accel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +14,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Host errors.
@@ -26,6 +30,10 @@ var (
 	ErrIncompatiblePlugin = errors.New("accel: incompatible plugin")
 	// ErrClosed: the plugin or host was closed.
 	ErrClosed = errors.New("accel: closed")
+	// ErrChecksumMismatch: the plugin binary's SHA-256 is not the one
+	// pinned in HostConfig.Checksums; the binary was not started. Errors
+	// wrapping it are *ChecksumError values.
+	ErrChecksumMismatch = errors.New("accel: plugin checksum mismatch")
 )
 
 // Defaults for HostConfig.
@@ -33,8 +41,14 @@ const (
 	DefaultMaxRestarts    = 3
 	DefaultRestartBackoff = 250 * time.Millisecond
 	DefaultStartTimeout   = 30 * time.Second
+	DefaultHealthInterval = time.Second
+	DefaultHealthTimeout  = time.Second
+	DefaultHealthFailures = 3
 	maxRestartBackoff     = 10 * time.Second
 	stderrTailLines       = 20
+	// killGrace bounds go-plugin's graceful shutdown of a process before
+	// it is killed: a hung (or stopped) process never answers it.
+	killGrace = 5 * time.Second
 )
 
 // BinaryPrefix is the file name prefix of plugin binaries: backend "cpu" is
@@ -73,6 +87,24 @@ type HostConfig struct {
 	// MaxMessageSize is the largest gRPC message the host sends or receives;
 	// 0 means DefaultMaxMessageSize.
 	MaxMessageSize int
+	// Checksums pins backends to binaries: backend name → hex SHA-256 of
+	// the file the plugin is started from (FileChecksum computes it). A
+	// pinned backend whose binary differs is refused with an error wrapping
+	// ErrChecksumMismatch, at launch and at every restart. The pin applies
+	// to the command's Path, whether discovered, listed in Plugins or built
+	// by Command (for a script, that is the interpreter).
+	Checksums map[string]string
+	// HealthInterval is how often each launched plugin's supervisor checks
+	// that its process runs and its gRPC health service reports SERVING.
+	// 0 means DefaultHealthInterval; negative disables the supervisor (a
+	// dead process is then noticed by the next call only).
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check; 0 means DefaultHealthTimeout.
+	HealthTimeout time.Duration
+	// HealthFailures is how many health checks in a row must fail (or
+	// report NOT_SERVING) before the process counts as dead and is
+	// replaced; 0 means DefaultHealthFailures.
+	HealthFailures int
 }
 
 // Validate checks the configuration.
@@ -102,6 +134,20 @@ func (c *HostConfig) Validate() error {
 	}
 	if c.MaxMessageSize < 0 {
 		return fmt.Errorf("%w: host config: max message size %d is negative", ErrInvalidArgument, c.MaxMessageSize)
+	}
+	for name, sum := range c.Checksums {
+		if !backendName.MatchString(name) {
+			return fmt.Errorf("%w: host config: checksum for backend name %q: name must match %s", ErrInvalidArgument, name, backendName)
+		}
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%w: host config: checksum for backend %q is %q, want %d hex digits of SHA-256", ErrInvalidArgument, name, sum, 2*sha256.Size)
+		}
+	}
+	if c.HealthTimeout < 0 {
+		return fmt.Errorf("%w: host config: health timeout %v is negative", ErrInvalidArgument, c.HealthTimeout)
+	}
+	if c.HealthFailures < 0 {
+		return fmt.Errorf("%w: host config: health failures %d is negative", ErrInvalidArgument, c.HealthFailures)
 	}
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
@@ -138,6 +184,15 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.HealthTimeout == 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
+	}
+	if cfg.HealthFailures == 0 {
+		cfg.HealthFailures = DefaultHealthFailures
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -211,14 +266,19 @@ func (h *Host) command(name string) (*exec.Cmd, error) {
 		}
 		cmd = exec.Command(path)
 	}
-	// go-plugin would append the host environment after ours, and later
-	// entries win; build it here so that Env overrides the host's.
+	h.setEnv(cmd)
+	return cmd, nil
+}
+
+// setEnv gives cmd the host's environment (or its own) with HostConfig.Env
+// over it. go-plugin would append the host environment after ours, and
+// later entries win; build it here so that Env overrides the host's.
+func (h *Host) setEnv(cmd *exec.Cmd) {
 	env := cmd.Env
 	if env == nil {
 		env = os.Environ()
 	}
 	cmd.Env = append(append([]string(nil), env...), h.cfg.Env...)
-	return cmd, nil
 }
 
 // Launch starts backend name, checks its protocol version and returns it.
@@ -240,6 +300,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		logger: h.logger.With("plugin", name),
 		proc:   proc,
 	}
+	p.health.Store(int32(HealthServing))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -249,6 +310,9 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 	h.plugins[p] = struct{}{}
 	p.logger.Info("launched accelerator plugin", "pid", proc.pid, "path", proc.path,
 		"device", proc.info.Device, "version", proc.info.Version, "stub", proc.info.Stub)
+	if h.cfg.HealthInterval > 0 {
+		p.startSupervisor()
+	}
 	return p, nil
 }
 
@@ -277,16 +341,42 @@ func (h *Host) forget(p *Plugin) {
 type process struct {
 	client  *plugin.Client
 	backend Backend
+	health  grpc_health_v1.HealthClient
 	info    Info
 	pid     int
+	os      *os.Process
 	path    string
 	stderr  *tailBuffer
 }
 
 func (p *process) exited() bool { return p.client.Exited() }
 
-// kill stops the process and waits for it.
-func (p *process) kill() { p.client.Kill() }
+// kill asks the process to exit and waits for it; one that does not within
+// killGrace (hung, stopped) is killed.
+func (p *process) kill() {
+	done := make(chan struct{})
+	go func() {
+		p.client.Kill()
+		close(done)
+	}()
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.forceKill()
+		<-done
+	}
+}
+
+// forceKill kills the process at once (SIGKILL also ends a stopped
+// process) and waits for go-plugin to let go of it.
+func (p *process) forceKill() {
+	if p.os != nil {
+		_ = p.os.Kill() // ErrProcessDone when it had exited already
+	}
+	p.client.Kill()
+}
 
 // stderrTail formats the last stderr lines for an error or a log.
 func (p *process) stderrTail() string {
@@ -303,9 +393,20 @@ func (h *Host) start(ctx context.Context, name string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	return h.startCmd(ctx, name, cmd)
+}
+
+// startCmd launches cmd as backend name, checking its checksum first when
+// one is pinned.
+func (h *Host) startCmd(ctx context.Context, name string, cmd *exec.Cmd) (*process, error) {
+	secure, err := h.secureConfig(name, cmd.Path)
+	if err != nil {
+		return nil, err
+	}
 	tail := newTailBuffer(stderrTailLines)
 	maxMsg := h.cfg.MaxMessageSize
 	client := plugin.NewClient(&plugin.ClientConfig{
+		SecureConfig:     secure,
 		HandshakeConfig:  Handshake,
 		Plugins:          pluginSet(nil),
 		Cmd:              cmd,
@@ -353,6 +454,11 @@ func (h *Host) start(ctx context.Context, name string) (*process, error) {
 		return fail("accelerator plugin %q (%s): launch: %w", name, cmd.Path, ctx.Err())
 	}
 	if res.err != nil {
+		if errors.Is(res.err, plugin.ErrChecksumsDoNotMatch) {
+			// The binary changed between our check and go-plugin's.
+			return fail("%w: accelerator plugin %q (%s): the binary changed while it was being started: %v",
+				ErrChecksumMismatch, name, cmd.Path, res.err)
+		}
 		if strings.Contains(strings.ToLower(res.err.Error()), "incompatible api version") {
 			return fail("%w: accelerator plugin %q (%s): %v (host speaks protocol version %d)",
 				ErrIncompatiblePlugin, name, cmd.Path, res.err, ProtocolVersion)
@@ -362,6 +468,10 @@ func (h *Host) start(ctx context.Context, name string) (*process, error) {
 	}
 	if cmd.Process != nil {
 		proc.pid = cmd.Process.Pid
+		proc.os = cmd.Process
+	}
+	if gc, ok := res.rpc.(*plugin.GRPCClient); ok {
+		proc.health = grpc_health_v1.NewHealthClient(gc.Conn)
 	}
 	raw, err := res.rpc.Dispense(PluginName)
 	if err != nil {
@@ -390,8 +500,10 @@ func (h *Host) start(ctx context.Context, name string) (*process, error) {
 // wrapping both ErrPluginRestarted and ErrPluginDied: loaded models are
 // gone and must be loaded again; calls are never retried silently. After
 // MaxRestarts restarts in a row without a successful call in between, the
-// plugin gives up and every call fails with ErrPluginDied. Safe for
-// concurrent use.
+// plugin gives up and every call fails with ErrPluginDied. A health
+// supervisor (see HostConfig.HealthInterval) replaces a dead, hung or
+// NOT_SERVING process without waiting for a call; the next call then fails
+// with ErrPluginRestarted the same way. Safe for concurrent use.
 type Plugin struct {
 	host   *Host
 	name   string
@@ -403,6 +515,14 @@ type Plugin struct {
 	consecutive int
 	gaveUp      error
 	closed      bool
+	// pending is the ErrPluginRestarted error of a restart the supervisor
+	// made; the next call returns it, so that its caller learns that the
+	// loaded models are gone.
+	pending error
+
+	health  atomic.Int32 // a HealthState
+	stopSup context.CancelFunc
+	supDone chan struct{}
 }
 
 var _ Backend = (*Plugin)(nil)
@@ -429,6 +549,11 @@ func (p *Plugin) Restarts() int {
 
 // Close kills the process. Calls fail with ErrClosed afterwards.
 func (p *Plugin) Close() error {
+	if p.stopSup != nil {
+		// Before taking mu: a restart the supervisor is making holds it
+		// and gives up when its context ends.
+		p.stopSup()
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -438,8 +563,12 @@ func (p *Plugin) Close() error {
 	proc := p.proc
 	p.proc = nil
 	p.mu.Unlock()
+	p.health.Store(int32(HealthDead))
 	if proc != nil {
 		proc.kill()
+	}
+	if p.supDone != nil {
+		<-p.supDone
 	}
 	p.host.forget(p)
 	return nil
@@ -451,6 +580,10 @@ func (p *Plugin) current(ctx context.Context, method string) (*process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.unusableLocked(); err != nil {
+		return nil, err
+	}
+	if err := p.pending; err != nil {
+		p.pending = nil
 		return nil, err
 	}
 	if p.proc != nil && !p.proc.exited() {
@@ -482,13 +615,16 @@ func (p *Plugin) restartLocked(ctx context.Context, dead *process, method, cause
 				ErrPluginRestarted, ErrPluginDied, p.name, method, p.proc.pid)
 		}
 	}
+	p.health.Store(int32(HealthRestarting))
 	deadPid := 0
 	if dead != nil {
 		deadPid = dead.pid
 		// Log the crash once, with the last stderr lines.
 		p.logger.Error("accelerator plugin died", "pid", dead.pid, "method", method, "cause", cause,
 			"stderr", dead.stderrTail())
-		dead.kill()
+		// It is being replaced: no graceful shutdown, which a hung process
+		// would never answer.
+		dead.forceKill()
 		p.proc = nil
 	}
 	max := p.host.cfg.MaxRestarts
@@ -503,6 +639,7 @@ func (p *Plugin) restartLocked(ctx context.Context, dead *process, method, cause
 			p.gaveUp = fmt.Errorf("%w; last stderr:\n%s", p.gaveUp, dead.stderrTail())
 		}
 		p.logger.Error("giving up on accelerator plugin", "restarts_in_a_row", p.consecutive, "max_restarts", max)
+		p.health.Store(int32(HealthDead))
 		return p.gaveUp
 	}
 	backoff := p.host.cfg.RestartBackoff << p.consecutive
@@ -516,18 +653,21 @@ func (p *Plugin) restartLocked(ctx context.Context, dead *process, method, cause
 	case <-ctx.Done():
 		t.Stop()
 		p.consecutive--
+		p.health.Store(int32(HealthDead))
 		return fmt.Errorf("%w: accelerator plugin %q died during %s (%s); not restarted: %w",
 			ErrPluginDied, p.name, method, cause, ctx.Err())
 	}
 	np, err := p.host.start(ctx, p.name)
 	if err != nil {
 		p.logger.Error("restarting accelerator plugin failed", "error", err, "attempt", p.consecutive)
+		p.health.Store(int32(HealthDead))
 		return fmt.Errorf("%w: accelerator plugin %q died during %s (%s); restart %d of %d failed: %w",
 			ErrPluginDied, p.name, method, cause, p.consecutive, max, err)
 	}
 	p.proc = np
 	p.restarts++
-	p.logger.Warn("restarted accelerator plugin", "old_pid", deadPid, "pid", np.pid, "restarts", p.restarts)
+	p.health.Store(int32(HealthServing))
+	p.logger.Warn("restarted accelerator plugin", "old_pid", deadPid, "pid", np.pid, "restarts", p.restarts, "by", method)
 	return fmt.Errorf("%w: %w: accelerator plugin %q (pid %d) died during %s (%s) and was restarted as pid %d; loaded models are gone and must be loaded again",
 		ErrPluginRestarted, ErrPluginDied, p.name, deadPid, method, cause, np.pid)
 }
@@ -546,7 +686,11 @@ func (p *Plugin) do(ctx context.Context, method string, f func(Backend) error) e
 	if err != nil && (errors.Is(err, ErrPluginDied) || proc.exited()) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.restartLocked(ctx, proc, method, err.Error())
+		err = p.restartLocked(ctx, proc, method, err.Error())
+		if errors.Is(err, ErrPluginRestarted) {
+			p.pending = nil // this caller is told
+		}
+		return err
 	}
 	// The process answered: it is healthy.
 	p.mu.Lock()

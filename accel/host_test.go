@@ -185,7 +185,8 @@ func TestKillRestart(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			h, logs := newHost(t, nil)
+			// The call finds the crash, not the health supervisor.
+			h, logs := newHost(t, func(c *accel.HostConfig) { c.HealthInterval = -1 })
 			p := launch(t, h, "bigram")
 			ctx := t.Context()
 			loadTiny(t, ctx, p, "m", acceltest.TinyConfigJSON)
@@ -403,6 +404,11 @@ func TestHostConfigValidate(t *testing.T) {
 		"missing dir":      {PluginDir: "/nonexistent/llmesh"},
 		"negative backoff": {RestartBackoff: -time.Second},
 		"bad env":          {Env: []string{"NOEQUALS"}},
+		"short checksum":   {Checksums: map[string]string{"cpu": "abcd"}},
+		"non-hex checksum": {Checksums: map[string]string{"cpu": strings.Repeat("zz", 32)}},
+		"checksum name":    {Checksums: map[string]string{"../cpu": strings.Repeat("ab", 32)}},
+		"health timeout":   {HealthTimeout: -time.Second},
+		"health failures":  {HealthFailures: -1},
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {

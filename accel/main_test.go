@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if tpuBuild.dir != "" {
+		os.RemoveAll(tpuBuild.dir)
+	}
+	os.Exit(code)
 }
 
 const tpuReason = "the TPU backend is a stub by design"
@@ -42,6 +47,19 @@ func serveTestRole(role string) error {
 		accel.Serve(testBigram{acceltest.NewBigram()}, accel.WithHandshakeForTest(h))
 	case "badinfo":
 		accel.Serve(wrongVersion{testBigram{acceltest.NewBigram()}})
+	case "badcookie":
+		h := accel.Handshake
+		h.MagicCookieValue = "not-the-hosts-cookie"
+		accel.Serve(testBigram{acceltest.NewBigram()}, accel.WithHandshakeForTest(h))
+	case "badcookiekey":
+		h := accel.Handshake
+		h.MagicCookieKey = "SOME_OTHER_PLUGIN_SYSTEM"
+		accel.Serve(testBigram{acceltest.NewBigram()}, accel.WithHandshakeForTest(h))
+	case "sickly":
+		// Healthy until a model named "sick" is loaded.
+		accel.Serve(testBigram{acceltest.NewBigram()}, accel.WithHealth(func() bool { return !sick.Load() }))
+	case "neverhealthy":
+		accel.Serve(testBigram{acceltest.NewBigram()}, accel.WithHealth(func() bool { return false }))
 	default:
 		if serveRuntimeRole(role) {
 			return nil
@@ -63,7 +81,7 @@ func (w wrongVersion) Info(ctx context.Context) (accel.Info, error) {
 // testBigram is the bigram test backend with two hooks: Evaluate of model
 // "block" blocks until the call is cancelled (or a minute passes), and
 // LoadModel of model "crash" writes a line to stderr and exits the process
-// mid-call.
+// mid-call. LoadModel of model "sick" makes the "sickly" role unhealthy.
 type testBigram struct{ *acceltest.Bigram }
 
 func (b testBigram) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.EvalResult, error) {
@@ -78,7 +96,14 @@ func (b testBigram) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.
 	return b.Bigram.Evaluate(ctx, req)
 }
 
+// sick is set by loading model "sick"; the "sickly" role then reports
+// NOT_SERVING.
+var sick atomic.Bool
+
 func (b testBigram) LoadModel(ctx context.Context, req accel.LoadRequest) (accel.LoadResult, error) {
+	if req.ModelID == "sick" {
+		sick.Store(true)
+	}
 	if req.ModelID == "crash" {
 		// fd 2 is the process's real stderr; os.Stderr is go-plugin's
 		// stdio stream, which might not make it out before the exit.

@@ -63,6 +63,7 @@ type serveConfig struct {
 	maxMsg    int
 	logger    hclog.Logger
 	handshake plugin.HandshakeConfig
+	healthy   func() bool
 }
 
 // WithMaxMessageSize sets the largest gRPC message the plugin sends or
@@ -103,12 +104,15 @@ func serveConfigFor(b Backend, logOut io.Writer, opts ...ServeOption) *plugin.Se
 			JSONFormat: true,
 		})
 	}
-	maxMsg := c.maxMsg
+	maxMsg, healthy := c.maxMsg, c.healthy
 	return &plugin.ServeConfig{
 		HandshakeConfig: c.handshake,
 		Plugins:         pluginSet(b),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))
+			if healthy != nil {
+				opts = append(opts, grpc.ChainUnaryInterceptor(healthInterceptor(healthy)))
+			}
 			return plugin.DefaultGRPCServer(opts)
 		},
 		Logger: c.logger,
