@@ -28,6 +28,7 @@ Usage:
   llmesh jobs [list|get|watch|cancel] [ID] [--nats URL]        inspect jobs
   llmesh dataset put NAME PATH | dataset list [--nats URL]      upload a file or a folder of .txt/.md files
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
+  llmesh plugins swap <model> <backend> | plugins status [--nats URL]  hot-swap a model's backend; show plugins
   llmesh bench tokenizer|dataprep [--json] [...]                measure against partners, same run
 
 Run "llmesh <command> -h" for a command's flags.
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "dataset":
 		err = cmdDataset(ctx, args[1:], stdout, stderr)
+	case "plugins":
+		err = cmdPlugins(ctx, args[1:], stdout, stderr)
 	case "plugin":
 		if len(args) != 3 || args[1] != "serve" {
 			err = fmt.Errorf("%w: llmesh plugin serve <backend>", errUsage)

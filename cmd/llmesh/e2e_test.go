@@ -219,6 +219,24 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if len(types) < 5 || types[len(types)-1] != "done" {
 		t.Errorf("SSE events = %v, want several ending in done", types)
 	}
+
+	// plugins status and swap: the generate stage loaded the model.
+	var out strings.Builder
+	if err := pluginsStatus(t.Context(), st.bus, &out); err != nil || !strings.Contains(out.String(), "tiny-model") {
+		t.Fatalf("plugins status: %v\n%s", err, out.String())
+	}
+	before := gen()
+	out.Reset()
+	if err := pluginsSwap(t.Context(), st.bus, "tiny-model", "cpu", &out); err != nil || !strings.Contains(out.String(), "tiny-model: cpu (pid ") {
+		t.Fatalf("plugins swap: %v\n%s", err, out.String())
+	}
+	if after := gen(); after != before {
+		t.Errorf("after swapping cpu -> cpu: %q, want %q", after, before)
+	}
+	out.Reset()
+	if err := pluginsSwap(t.Context(), st.bus, "tiny-model", "nope", &out); err == nil || !strings.Contains(out.String(), "failed") {
+		t.Errorf("plugins swap to a backend that does not exist: %v\n%s", err, out.String())
+	}
 }
 
 // bearer adds the API token to unary and streaming calls.

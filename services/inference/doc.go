@@ -6,6 +6,18 @@
 // and streams GenerateChunk messages back to the request's reply subject,
 // ending with one whose done flag is set.
 //
-// The service owns one plugin per backend; a plugin that dies is restarted
-// by the host, and requests in flight reload their model and retry once.
+// Each model is routed to one plugin process; models on the same backend
+// share the backend's newest plugin. Swap (and inference.swap on the bus,
+// which every instance answers) moves a model to another backend, or to a
+// fresh process of the same backend: the new plugin loads the weights, new
+// requests go to it, requests already running finish on the old plugin,
+// and the old plugin is closed once no model uses it. A request stays on
+// the plugin it started on for its whole life. inference.status reports
+// per model the backend, plugin pid, restarts and requests in flight.
+//
+// A plugin that dies is restarted by the host; requests in flight on it
+// reload their model and retry the decode step until it succeeds or
+// Config.RetryWindow ends, after which they fail with ErrUnavailable
+// (error code "unavailable", safe to retry). The service closes its
+// plugins when Run returns.
 package inference

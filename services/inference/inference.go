@@ -16,10 +16,8 @@ import (
 
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/accel/sampling"
-	"github.com/llmesh/llmesh/accel/transformer"
 	"github.com/llmesh/llmesh/bus"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
-	"github.com/llmesh/llmesh/services/internal/bpe"
 )
 
 // Limits on requests.
@@ -38,44 +36,47 @@ type Launcher interface {
 	Launch(ctx context.Context, backend string) (*accel.Plugin, error)
 }
 
+// DefaultRetryWindow is how long a generation whose plugin died keeps
+// reloading its model and retrying before it fails with a retryable
+// (unavailable) error.
+const DefaultRetryWindow = 750 * time.Millisecond
+
 // Config configures the service.
 type Config struct {
-	Bus     *bus.Bus
-	Host    Launcher
-	Backend string // default "cpu"
+	Bus  *bus.Bus
+	Host Launcher
+	// Backend is where a model is loaded until it is swapped; default "cpu".
+	Backend string
 	Logger  *slog.Logger
 	// Concurrency bounds the requests served at once.
 	Concurrency int
+	// Instance names this instance in swap and status replies; default
+	// host-pid-random.
+	Instance string
+	// RetryWindow bounds how long a generation retries after its plugin
+	// died (each death starts a new window); 0 means DefaultRetryWindow.
+	RetryWindow time.Duration
 }
 
 // Service serves generation requests.
 type Service struct {
-	bus     *bus.Bus
-	host    Launcher
-	backend string
-	log     *slog.Logger
-	sem     chan struct{}
+	bus         *bus.Bus
+	host        Launcher
+	backend     string
+	instance    string
+	retryWindow time.Duration
+	log         *slog.Logger
+	sem         chan struct{}
+	bg          sync.WaitGroup // drains of swapped-out plugins
 
-	mu     sync.Mutex
-	plugin *accel.Plugin
-	models map[string]*loaded
-}
+	launchMu sync.Mutex // serializes launches of a backend's first plugin
 
-// loaded is a model resident in the plugin.
-type loaded struct {
-	mu  sync.Mutex // held while loading
-	cur *resident  // nil until loaded; replaced on reload, never modified
-}
-
-// resident is one loaded checkpoint of a model. It is immutable once
-// published in loaded.cur, so requests read it without a lock while another
-// request reloads the model.
-type resident struct {
-	id  string // model id in the backend
-	ref string // checkpoint ref
-	tok *bpe.Tokenizer
-	cfg transformer.Config
-	eot uint32
+	mu      sync.Mutex
+	plugins map[*plugin]struct{}
+	newest  map[string]*plugin // backend -> plugin new models go to
+	models  map[string]*served
+	nextID  int
+	closed  bool
 }
 
 // New validates cfg and builds the service.
@@ -86,23 +87,41 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Backend == "" {
 		cfg.Backend = "cpu"
 	}
+	if err := validBackend(cfg.Backend); err != nil {
+		return nil, fmt.Errorf("inference: config: %w", err)
+	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
+	}
+	if cfg.RetryWindow < 0 {
+		return nil, fmt.Errorf("inference: config: retry window %v is negative", cfg.RetryWindow)
+	}
+	if cfg.RetryWindow == 0 {
+		cfg.RetryWindow = DefaultRetryWindow
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = defaultInstance()
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Service{
-		bus: cfg.Bus, host: cfg.Host, backend: cfg.Backend, log: log.With("service", "inference"),
-		sem: make(chan struct{}, cfg.Concurrency), models: map[string]*loaded{},
+		bus: cfg.Bus, host: cfg.Host, backend: cfg.Backend, instance: cfg.Instance, retryWindow: cfg.RetryWindow,
+		log: log.With("service", "inference", "instance", cfg.Instance),
+		sem: make(chan struct{}, cfg.Concurrency), models: map[string]*served{},
+		plugins: map[*plugin]struct{}{}, newest: map[string]*plugin{},
 	}, nil
 }
+
+// Instance is the name this instance answers swap and status requests with.
+func (s *Service) Instance() string { return s.instance }
 
 // Run serves requests until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	sub, err := s.bus.Conn().QueueSubscribe("infer.>", "inference", func(m *nats.Msg) {
+	nc := s.bus.Conn()
+	sub, err := nc.QueueSubscribe("infer.>", "inference", func(m *nats.Msg) {
 		select {
 		case s.sem <- struct{}{}:
 		case <-ctx.Done():
@@ -117,14 +136,38 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("inference: subscribe: %w", err)
 	}
+	// Swap and status reach every instance: each holds its own plugins.
+	swapSub, err := nc.Subscribe(bus.InferenceSwapSubject, func(m *nats.Msg) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveSwap(ctx, m)
+		}()
+	})
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("inference: subscribe: %w", err)
+	}
+	statusSub, err := nc.Subscribe(bus.InferenceStatusSubject, s.serveStatus)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		_ = swapSub.Unsubscribe()
+		return fmt.Errorf("inference: subscribe: %w", err)
+	}
 	<-ctx.Done()
+	_ = statusSub.Unsubscribe()
+	_ = swapSub.Drain()
 	_ = sub.Drain()
 	wg.Wait()
+	s.bg.Wait()
 	s.mu.Lock()
-	if s.plugin != nil {
-		s.plugin.Close()
-	}
+	s.closed = true
+	plugins := s.plugins
+	s.plugins, s.newest = map[*plugin]struct{}{}, map[string]*plugin{}
 	s.mu.Unlock()
+	for pl := range plugins {
+		pl.p.Close()
+	}
 	return nil
 }
 
@@ -198,82 +241,25 @@ func (s *Service) send(subject string, c *busv1.GenerateChunk) {
 	}
 }
 
-// backendPlugin returns the service's plugin, launching it on first use.
-func (s *Service) backendPlugin(ctx context.Context) (*accel.Plugin, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.plugin == nil {
-		p, err := s.host.Launch(ctx, s.backend)
-		if err != nil {
-			return nil, fmt.Errorf("inference: launch %s backend: %w", s.backend, err)
-		}
-		s.plugin = p
-	}
-	return s.plugin, nil
-}
-
-// model makes sure the registry's current checkpoint of name is loaded.
-func (s *Service) model(ctx context.Context, name string, reload bool) (*resident, *accel.Plugin, error) {
-	rec, err := s.bus.GetModel(ctx, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := s.backendPlugin(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.mu.Lock()
-	lm := s.models[name]
-	if lm == nil {
-		lm = &loaded{}
-		s.models[name] = lm
-	}
-	s.mu.Unlock()
-
-	lm.mu.Lock()
-	defer lm.mu.Unlock()
-	if lm.cur != nil && lm.cur.ref == rec.Checkpoint && !reload {
-		return lm.cur, p, nil
-	}
-	lm.cur = nil
-	cfg, err := transformer.ParseConfig(rec.ConfigJson)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model %q: %w", name, err)
-	}
-	if rec.Tokenizer == "" {
-		return nil, nil, fmt.Errorf("model %q has no tokenizer in the registry", name)
-	}
-	tj, err := s.bus.GetObject(ctx, rec.Tokenizer)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model %q: read tokenizer: %w", name, err)
-	}
-	tok, err := bpe.Load(tj)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model %q: load tokenizer: %w", name, err)
-	}
-	eot, ok := tok.TokenID(EndOfText)
-	if !ok {
-		return nil, nil, fmt.Errorf("model %q: tokenizer has no %s token", name, EndOfText)
-	}
-	w, err := s.bus.GetObject(ctx, rec.Checkpoint)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model %q: read checkpoint: %w", name, err)
-	}
-	id := "serve-" + name
-	if _, err := p.LoadModel(ctx, accel.LoadRequest{ModelID: id, ConfigJSON: rec.ConfigJson, Weights: w}); err != nil {
-		return nil, nil, fmt.Errorf("model %q: load: %w", name, err)
-	}
-	lm.cur = &resident{id: id, ref: rec.Checkpoint, tok: tok, cfg: cfg, eot: eot}
-	s.log.Info("loaded model", "name", name, "checkpoint", rec.Checkpoint, "backend", s.backend)
-	return lm.cur, p, nil
-}
-
 // generate runs one request, calling emit for each chunk of text and once
-// more with Done set.
+// more with Done set. It runs on the plugin the model is routed to when it
+// starts, even if the model is swapped meanwhile.
 func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit func(*busv1.GenerateChunk)) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	lm, p, err := s.model(ctx, req.Model, false)
+	rec, err := s.bus.GetModel(ctx, req.Model)
+	if err != nil {
+		return err
+	}
+	r, err := s.acquire(ctx, req.Model)
+	if err != nil {
+		return err
+	}
+	defer r.release()
+	lm, err := s.load(ctx, r, rec, nil)
+	if err != nil && retryable(err) {
+		lm, err = s.recover(ctx, r, nil, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -290,20 +276,20 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	var gen []uint32
 	sent := 0
 	finish := "length"
-	retried := false
 	var seq int64
 	for len(gen) < int(req.MaxTokens) {
 		window := ids
 		if len(window) > lm.cfg.NCtx {
 			window = window[len(window)-lm.cfg.NCtx:]
 		}
-		res, err := p.DecodeStep(ctx, accel.DecodeRequest{ModelID: lm.id, Sequences: [][]int32{window}})
+		res, err := r.pl.p.DecodeStep(ctx, accel.DecodeRequest{ModelID: r.id, Sequences: [][]int32{window}})
 		if err != nil {
-			if !errors.Is(err, accel.ErrPluginDied) || retried || ctx.Err() != nil {
+			if !retryable(err) || ctx.Err() != nil {
 				return fmt.Errorf("model %q: decode: %w", req.Model, err)
 			}
-			retried = true // the plugin restarted: reload the model and retry once
-			if lm, p, err = s.model(ctx, req.Model, true); err != nil {
+			// The plugin died (and was restarted) or lost the model:
+			// load it again and redo the step. Decoding is idempotent.
+			if lm, err = s.recover(ctx, r, lm, err); err != nil {
 				return err
 			}
 			continue
@@ -336,6 +322,51 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	return nil
 }
 
+// ErrUnavailable: the model's plugin died and did not come back within the
+// retry window. The request may be retried.
+var ErrUnavailable = errors.New("inference: backend unavailable")
+
+// retryable reports whether err means the plugin lost the model: it died
+// (and the host restarted it), or it no longer knows the model because a
+// restart happened under another request.
+func retryable(err error) bool {
+	return errors.Is(err, accel.ErrPluginDied) || errors.Is(err, accel.ErrUnknownModel)
+}
+
+// recover reloads the model into r's plugin after cause (a retryable
+// error) until it succeeds or the retry window, counted from now, ends.
+func (s *Service) recover(ctx context.Context, r *route, stale *resident, cause error) (*resident, error) {
+	deadline := time.Now().Add(s.retryWindow)
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for {
+		lm, err := s.load(rctx, r, nil, stale)
+		if err == nil {
+			return lm, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("model %q: %w", r.model, ctx.Err())
+		}
+		// A bus read cut by the window's deadline may fail a moment before
+		// rctx reports it: past the deadline, every error means the same.
+		expired := func() bool { return rctx.Err() != nil || !time.Now().Before(deadline) }
+		if !retryable(err) && !expired() {
+			return nil, err
+		}
+		cause = err
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-rctx.Done():
+			t.Stop()
+		}
+		if expired() {
+			return nil, fmt.Errorf("%w: model %q: %s plugin did not come back within %v: %v",
+				ErrUnavailable, r.model, r.pl.backend, s.retryWindow, cause)
+		}
+	}
+}
+
 // validPrefix is the length of s without a trailing incomplete UTF-8
 // sequence, which a later byte-level token may complete.
 func validPrefix(s string) int {
@@ -363,12 +394,16 @@ func validPrefix(s string) int {
 // errorCode classifies err with a Connect code name for the client.
 func errorCode(err error) string {
 	switch {
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
 	case errors.Is(err, bus.ErrNotFound):
 		return "not_found"
 	case errors.Is(err, bus.ErrInvalidName):
 		return "invalid_argument"
-	case errors.Is(err, accel.ErrPluginDied), errors.Is(err, accel.ErrPluginNotFound):
+	case errors.Is(err, accel.ErrPluginDied), errors.Is(err, accel.ErrPluginNotFound), errors.Is(err, accel.ErrUnknownModel):
 		return "unavailable"
+	case errors.Is(err, errInvalidBackend):
+		return "invalid_argument"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "deadline_exceeded"
 	}

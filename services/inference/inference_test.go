@@ -42,15 +42,16 @@ type env struct {
 	config []byte
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, accel.HostConfig{}) }
+
+// newEnvWith is newEnv on a host configured by hc (Command, RestartBackoff,
+// StartTimeout and Logger are set for the test).
+func newEnvWith(t *testing.T, hc accel.HostConfig) *env {
 	t.Helper()
 	b := bustest.New(t)
-	h, err := accel.NewHost(accel.HostConfig{
-		Command:        reexec,
-		RestartBackoff: time.Millisecond,
-		StartTimeout:   20 * time.Second,
-		Logger:         slog.New(slog.DiscardHandler),
-	})
+	hc.Command, hc.RestartBackoff, hc.StartTimeout = reexec, time.Millisecond, 20*time.Second
+	hc.Logger = slog.New(slog.DiscardHandler)
+	h, err := accel.NewHost(hc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,18 @@ func (e *env) register(t *testing.T, name, ckpt string) {
 	if err := e.b.PutModel(t.Context(), &busv1.ModelRecord{Name: name, Checkpoint: ckpt, Tokenizer: e.tokRef, ConfigJson: e.config}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// status is the model's routing in the service.
+func (e *env) status(t *testing.T, model string) ModelStatus {
+	t.Helper()
+	for _, st := range e.s.Status() {
+		if st.Model == model {
+			return st
+		}
+	}
+	t.Fatalf("model %q is not in the service's status %v", model, e.s.Status())
+	return ModelStatus{}
 }
 
 func (e *env) generate(t *testing.T, req *busv1.GenerateRequest) ([]*busv1.GenerateChunk, error) {
@@ -394,18 +407,15 @@ func TestGeneratePluginKilled(t *testing.T) {
 	req := &busv1.GenerateRequest{Model: "tiny", Prompt: "the cat", MaxTokens: 12}
 	want := e.mustGenerate(t, req).text
 
-	e.s.mu.Lock()
-	p := e.s.plugin
-	e.s.mu.Unlock()
-	pid := p.Pid()
+	pid := e.status(t, "tiny").Pid
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill plugin %d: %v", pid, err)
 	}
 	if got := e.mustGenerate(t, req).text; got != want {
 		t.Errorf("after the plugin was killed: %q, want %q", got, want)
 	}
-	if p.Restarts() < 1 || p.Pid() == pid {
-		t.Errorf("plugin restarts %d, pid %d (killed %d)", p.Restarts(), p.Pid(), pid)
+	if st := e.status(t, "tiny"); st.Restarts < 1 || st.Pid == pid {
+		t.Errorf("plugin restarts %d, pid %d (killed %d)", st.Restarts, st.Pid, pid)
 	}
 }
 

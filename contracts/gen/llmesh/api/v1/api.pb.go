@@ -1133,6 +1133,196 @@ func (x *ListModelsResponse) GetModels() []*Model {
 	return nil
 }
 
+type SwapBackendRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// backend is an accelerator backend name: cpu, cuda, tpu, ...
+	Backend       string `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapBackendRequest) Reset() {
+	*x = SwapBackendRequest{}
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapBackendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapBackendRequest) ProtoMessage() {}
+
+func (x *SwapBackendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapBackendRequest.ProtoReflect.Descriptor instead.
+func (*SwapBackendRequest) Descriptor() ([]byte, []int) {
+	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SwapBackendRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SwapBackendRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+// BackendSwap is one inference instance's swap.
+type BackendSwap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Model         string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	Backend       string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	OldBackend    string                 `protobuf:"bytes,4,opt,name=old_backend,json=oldBackend,proto3" json:"old_backend,omitempty"`
+	Millis        int64                  `protobuf:"varint,5,opt,name=millis,proto3" json:"millis,omitempty"`
+	Pid           int32                  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	OldPid        int32                  `protobuf:"varint,7,opt,name=old_pid,json=oldPid,proto3" json:"old_pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackendSwap) Reset() {
+	*x = BackendSwap{}
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackendSwap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackendSwap) ProtoMessage() {}
+
+func (x *BackendSwap) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackendSwap.ProtoReflect.Descriptor instead.
+func (*BackendSwap) Descriptor() ([]byte, []int) {
+	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BackendSwap) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *BackendSwap) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *BackendSwap) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *BackendSwap) GetOldBackend() string {
+	if x != nil {
+		return x.OldBackend
+	}
+	return ""
+}
+
+func (x *BackendSwap) GetMillis() int64 {
+	if x != nil {
+		return x.Millis
+	}
+	return 0
+}
+
+func (x *BackendSwap) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *BackendSwap) GetOldPid() int32 {
+	if x != nil {
+		return x.OldPid
+	}
+	return 0
+}
+
+type SwapBackendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Swaps         []*BackendSwap         `protobuf:"bytes,1,rep,name=swaps,proto3" json:"swaps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapBackendResponse) Reset() {
+	*x = SwapBackendResponse{}
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapBackendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapBackendResponse) ProtoMessage() {}
+
+func (x *SwapBackendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapBackendResponse.ProtoReflect.Descriptor instead.
+func (*SwapBackendResponse) Descriptor() ([]byte, []int) {
+	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SwapBackendResponse) GetSwaps() []*BackendSwap {
+	if x != nil {
+		return x.Swaps
+	}
+	return nil
+}
+
 type GenerateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Model     string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -1148,7 +1338,7 @@ type GenerateRequest struct {
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_llmesh_api_v1_api_proto_msgTypes[19]
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1350,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_api_v1_api_proto_msgTypes[19]
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1363,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenerateRequest) GetModel() string {
@@ -1231,7 +1421,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_llmesh_api_v1_api_proto_msgTypes[20]
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1433,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_api_v1_api_proto_msgTypes[20]
+	mi := &file_llmesh_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1446,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_llmesh_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GenerateResponse) GetText() string {
@@ -1377,7 +1567,21 @@ const file_llmesh_api_v1_api_proto_rawDesc = "" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x13\n" +
 	"\x11ListModelsRequest\"B\n" +
 	"\x12ListModelsResponse\x12,\n" +
-	"\x06models\x18\x01 \x03(\v2\x14.llmesh.api.v1.ModelR\x06models\"\xa9\x01\n" +
+	"\x06models\x18\x01 \x03(\v2\x14.llmesh.api.v1.ModelR\x06models\"D\n" +
+	"\x12SwapBackendRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\"\xbd\x01\n" +
+	"\vBackendSwap\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\tR\binstance\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x12\x1f\n" +
+	"\vold_backend\x18\x04 \x01(\tR\n" +
+	"oldBackend\x12\x16\n" +
+	"\x06millis\x18\x05 \x01(\x03R\x06millis\x12\x10\n" +
+	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x17\n" +
+	"\aold_pid\x18\a \x01(\x05R\x06oldPid\"G\n" +
+	"\x13SwapBackendResponse\x120\n" +
+	"\x05swaps\x18\x01 \x03(\v2\x1a.llmesh.api.v1.BackendSwapR\x05swaps\"\xa9\x01\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1401,10 +1605,11 @@ const file_llmesh_api_v1_api_proto_rawDesc = "" +
 	"\tCancelJob\x12\x1f.llmesh.api.v1.CancelJobRequest\x1a .llmesh.api.v1.CancelJobResponse2\xc5\x01\n" +
 	"\x0eDatasetService\x12Z\n" +
 	"\rUploadDataset\x12#.llmesh.api.v1.UploadDatasetRequest\x1a$.llmesh.api.v1.UploadDatasetResponse\x12W\n" +
-	"\fListDatasets\x12\".llmesh.api.v1.ListDatasetsRequest\x1a#.llmesh.api.v1.ListDatasetsResponse2a\n" +
+	"\fListDatasets\x12\".llmesh.api.v1.ListDatasetsRequest\x1a#.llmesh.api.v1.ListDatasetsResponse2\xb7\x01\n" +
 	"\fModelService\x12Q\n" +
 	"\n" +
-	"ListModels\x12 .llmesh.api.v1.ListModelsRequest\x1a!.llmesh.api.v1.ListModelsResponse2a\n" +
+	"ListModels\x12 .llmesh.api.v1.ListModelsRequest\x1a!.llmesh.api.v1.ListModelsResponse\x12T\n" +
+	"\vSwapBackend\x12!.llmesh.api.v1.SwapBackendRequest\x1a\".llmesh.api.v1.SwapBackendResponse2a\n" +
 	"\x10InferenceService\x12M\n" +
 	"\bGenerate\x12\x1e.llmesh.api.v1.GenerateRequest\x1a\x1f.llmesh.api.v1.GenerateResponse0\x01B<Z:github.com/llmesh/llmesh/contracts/gen/llmesh/api/v1;apiv1b\x06proto3"
 
@@ -1420,7 +1625,7 @@ func file_llmesh_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_llmesh_api_v1_api_proto_rawDescData
 }
 
-var file_llmesh_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_llmesh_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_llmesh_api_v1_api_proto_goTypes = []any{
 	(*Job)(nil),                   // 0: llmesh.api.v1.Job
 	(*SubmitJobRequest)(nil),      // 1: llmesh.api.v1.SubmitJobRequest
@@ -1441,51 +1646,57 @@ var file_llmesh_api_v1_api_proto_goTypes = []any{
 	(*Model)(nil),                 // 16: llmesh.api.v1.Model
 	(*ListModelsRequest)(nil),     // 17: llmesh.api.v1.ListModelsRequest
 	(*ListModelsResponse)(nil),    // 18: llmesh.api.v1.ListModelsResponse
-	(*GenerateRequest)(nil),       // 19: llmesh.api.v1.GenerateRequest
-	(*GenerateResponse)(nil),      // 20: llmesh.api.v1.GenerateResponse
-	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*SwapBackendRequest)(nil),    // 19: llmesh.api.v1.SwapBackendRequest
+	(*BackendSwap)(nil),           // 20: llmesh.api.v1.BackendSwap
+	(*SwapBackendResponse)(nil),   // 21: llmesh.api.v1.SwapBackendResponse
+	(*GenerateRequest)(nil),       // 22: llmesh.api.v1.GenerateRequest
+	(*GenerateResponse)(nil),      // 23: llmesh.api.v1.GenerateResponse
+	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_llmesh_api_v1_api_proto_depIdxs = []int32{
-	21, // 0: llmesh.api.v1.Job.spec:type_name -> google.protobuf.Struct
-	21, // 1: llmesh.api.v1.Job.result:type_name -> google.protobuf.Struct
-	22, // 2: llmesh.api.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
-	22, // 3: llmesh.api.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 4: llmesh.api.v1.SubmitJobRequest.spec:type_name -> google.protobuf.Struct
+	24, // 0: llmesh.api.v1.Job.spec:type_name -> google.protobuf.Struct
+	24, // 1: llmesh.api.v1.Job.result:type_name -> google.protobuf.Struct
+	25, // 2: llmesh.api.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
+	25, // 3: llmesh.api.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 4: llmesh.api.v1.SubmitJobRequest.spec:type_name -> google.protobuf.Struct
 	0,  // 5: llmesh.api.v1.SubmitJobResponse.job:type_name -> llmesh.api.v1.Job
 	0,  // 6: llmesh.api.v1.GetJobResponse.job:type_name -> llmesh.api.v1.Job
 	0,  // 7: llmesh.api.v1.ListJobsResponse.jobs:type_name -> llmesh.api.v1.Job
-	22, // 8: llmesh.api.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
-	21, // 9: llmesh.api.v1.JobEvent.result:type_name -> google.protobuf.Struct
+	25, // 8: llmesh.api.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
+	24, // 9: llmesh.api.v1.JobEvent.result:type_name -> google.protobuf.Struct
 	0,  // 10: llmesh.api.v1.CancelJobResponse.job:type_name -> llmesh.api.v1.Job
-	22, // 11: llmesh.api.v1.Dataset.created_at:type_name -> google.protobuf.Timestamp
+	25, // 11: llmesh.api.v1.Dataset.created_at:type_name -> google.protobuf.Timestamp
 	12, // 12: llmesh.api.v1.UploadDatasetResponse.dataset:type_name -> llmesh.api.v1.Dataset
 	12, // 13: llmesh.api.v1.ListDatasetsResponse.datasets:type_name -> llmesh.api.v1.Dataset
-	22, // 14: llmesh.api.v1.Model.created_at:type_name -> google.protobuf.Timestamp
+	25, // 14: llmesh.api.v1.Model.created_at:type_name -> google.protobuf.Timestamp
 	16, // 15: llmesh.api.v1.ListModelsResponse.models:type_name -> llmesh.api.v1.Model
-	1,  // 16: llmesh.api.v1.JobService.SubmitJob:input_type -> llmesh.api.v1.SubmitJobRequest
-	3,  // 17: llmesh.api.v1.JobService.GetJob:input_type -> llmesh.api.v1.GetJobRequest
-	5,  // 18: llmesh.api.v1.JobService.ListJobs:input_type -> llmesh.api.v1.ListJobsRequest
-	7,  // 19: llmesh.api.v1.JobService.WatchJob:input_type -> llmesh.api.v1.WatchJobRequest
-	9,  // 20: llmesh.api.v1.JobService.CancelJob:input_type -> llmesh.api.v1.CancelJobRequest
-	11, // 21: llmesh.api.v1.DatasetService.UploadDataset:input_type -> llmesh.api.v1.UploadDatasetRequest
-	14, // 22: llmesh.api.v1.DatasetService.ListDatasets:input_type -> llmesh.api.v1.ListDatasetsRequest
-	17, // 23: llmesh.api.v1.ModelService.ListModels:input_type -> llmesh.api.v1.ListModelsRequest
-	19, // 24: llmesh.api.v1.InferenceService.Generate:input_type -> llmesh.api.v1.GenerateRequest
-	2,  // 25: llmesh.api.v1.JobService.SubmitJob:output_type -> llmesh.api.v1.SubmitJobResponse
-	4,  // 26: llmesh.api.v1.JobService.GetJob:output_type -> llmesh.api.v1.GetJobResponse
-	6,  // 27: llmesh.api.v1.JobService.ListJobs:output_type -> llmesh.api.v1.ListJobsResponse
-	8,  // 28: llmesh.api.v1.JobService.WatchJob:output_type -> llmesh.api.v1.JobEvent
-	10, // 29: llmesh.api.v1.JobService.CancelJob:output_type -> llmesh.api.v1.CancelJobResponse
-	13, // 30: llmesh.api.v1.DatasetService.UploadDataset:output_type -> llmesh.api.v1.UploadDatasetResponse
-	15, // 31: llmesh.api.v1.DatasetService.ListDatasets:output_type -> llmesh.api.v1.ListDatasetsResponse
-	18, // 32: llmesh.api.v1.ModelService.ListModels:output_type -> llmesh.api.v1.ListModelsResponse
-	20, // 33: llmesh.api.v1.InferenceService.Generate:output_type -> llmesh.api.v1.GenerateResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	20, // 16: llmesh.api.v1.SwapBackendResponse.swaps:type_name -> llmesh.api.v1.BackendSwap
+	1,  // 17: llmesh.api.v1.JobService.SubmitJob:input_type -> llmesh.api.v1.SubmitJobRequest
+	3,  // 18: llmesh.api.v1.JobService.GetJob:input_type -> llmesh.api.v1.GetJobRequest
+	5,  // 19: llmesh.api.v1.JobService.ListJobs:input_type -> llmesh.api.v1.ListJobsRequest
+	7,  // 20: llmesh.api.v1.JobService.WatchJob:input_type -> llmesh.api.v1.WatchJobRequest
+	9,  // 21: llmesh.api.v1.JobService.CancelJob:input_type -> llmesh.api.v1.CancelJobRequest
+	11, // 22: llmesh.api.v1.DatasetService.UploadDataset:input_type -> llmesh.api.v1.UploadDatasetRequest
+	14, // 23: llmesh.api.v1.DatasetService.ListDatasets:input_type -> llmesh.api.v1.ListDatasetsRequest
+	17, // 24: llmesh.api.v1.ModelService.ListModels:input_type -> llmesh.api.v1.ListModelsRequest
+	19, // 25: llmesh.api.v1.ModelService.SwapBackend:input_type -> llmesh.api.v1.SwapBackendRequest
+	22, // 26: llmesh.api.v1.InferenceService.Generate:input_type -> llmesh.api.v1.GenerateRequest
+	2,  // 27: llmesh.api.v1.JobService.SubmitJob:output_type -> llmesh.api.v1.SubmitJobResponse
+	4,  // 28: llmesh.api.v1.JobService.GetJob:output_type -> llmesh.api.v1.GetJobResponse
+	6,  // 29: llmesh.api.v1.JobService.ListJobs:output_type -> llmesh.api.v1.ListJobsResponse
+	8,  // 30: llmesh.api.v1.JobService.WatchJob:output_type -> llmesh.api.v1.JobEvent
+	10, // 31: llmesh.api.v1.JobService.CancelJob:output_type -> llmesh.api.v1.CancelJobResponse
+	13, // 32: llmesh.api.v1.DatasetService.UploadDataset:output_type -> llmesh.api.v1.UploadDatasetResponse
+	15, // 33: llmesh.api.v1.DatasetService.ListDatasets:output_type -> llmesh.api.v1.ListDatasetsResponse
+	18, // 34: llmesh.api.v1.ModelService.ListModels:output_type -> llmesh.api.v1.ListModelsResponse
+	21, // 35: llmesh.api.v1.ModelService.SwapBackend:output_type -> llmesh.api.v1.SwapBackendResponse
+	23, // 36: llmesh.api.v1.InferenceService.Generate:output_type -> llmesh.api.v1.GenerateResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_api_v1_api_proto_init() }
@@ -1499,7 +1710,7 @@ func file_llmesh_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_api_v1_api_proto_rawDesc), len(file_llmesh_api_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1391,6 +1391,362 @@ func (x *TokenizerRecord) GetVersion() int32 {
 	return 0
 }
 
+// SwapBackendRequest is sent to inference.swap. Every inference instance
+// answers (a plain subscription, not a queue group): it moves the model to
+// a plugin of backend, drains the old plugin and replies with a
+// SwapBackendReply.
+type SwapBackendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Backend       string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapBackendRequest) Reset() {
+	*x = SwapBackendRequest{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapBackendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapBackendRequest) ProtoMessage() {}
+
+func (x *SwapBackendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapBackendRequest.ProtoReflect.Descriptor instead.
+func (*SwapBackendRequest) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SwapBackendRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SwapBackendRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+type SwapBackendReply struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Model      string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Backend    string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	OldBackend string                 `protobuf:"bytes,3,opt,name=old_backend,json=oldBackend,proto3" json:"old_backend,omitempty"`
+	// millis is how long the swap took, drain included.
+	Millis int64  `protobuf:"varint,4,opt,name=millis,proto3" json:"millis,omitempty"`
+	Error  string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// error_code classifies error with the Connect code names:
+	// invalid_argument, not_found, unavailable, internal.
+	ErrorCode string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// instance names the inference instance that answers.
+	Instance      string `protobuf:"bytes,7,opt,name=instance,proto3" json:"instance,omitempty"`
+	Pid           int32  `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	OldPid        int32  `protobuf:"varint,9,opt,name=old_pid,json=oldPid,proto3" json:"old_pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapBackendReply) Reset() {
+	*x = SwapBackendReply{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapBackendReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapBackendReply) ProtoMessage() {}
+
+func (x *SwapBackendReply) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapBackendReply.ProtoReflect.Descriptor instead.
+func (*SwapBackendReply) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SwapBackendReply) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetOldBackend() string {
+	if x != nil {
+		return x.OldBackend
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetMillis() int64 {
+	if x != nil {
+		return x.Millis
+	}
+	return 0
+}
+
+func (x *SwapBackendReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *SwapBackendReply) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *SwapBackendReply) GetOldPid() int32 {
+	if x != nil {
+		return x.OldPid
+	}
+	return 0
+}
+
+// InferenceStatusRequest is sent to inference.status; every inference
+// instance answers with an InferenceStatus.
+type InferenceStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InferenceStatusRequest) Reset() {
+	*x = InferenceStatusRequest{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InferenceStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InferenceStatusRequest) ProtoMessage() {}
+
+func (x *InferenceStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InferenceStatusRequest.ProtoReflect.Descriptor instead.
+func (*InferenceStatusRequest) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{18}
+}
+
+type InferenceStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Models        []*ServedModel         `protobuf:"bytes,2,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InferenceStatus) Reset() {
+	*x = InferenceStatus{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InferenceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InferenceStatus) ProtoMessage() {}
+
+func (x *InferenceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InferenceStatus.ProtoReflect.Descriptor instead.
+func (*InferenceStatus) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InferenceStatus) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *InferenceStatus) GetModels() []*ServedModel {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+// ServedModel is one model an inference instance has loaded.
+type ServedModel struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Model   string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Backend string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	// pid is the plugin process serving new requests of the model.
+	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// restarts counts the plugin's restarts after crashes.
+	Restarts int32 `protobuf:"varint,4,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// in_flight counts the generations running, draining included.
+	InFlight int32 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// draining counts generations still running on plugins the model was
+	// swapped away from.
+	Draining      int32  `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
+	Checkpoint    string `protobuf:"bytes,7,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServedModel) Reset() {
+	*x = ServedModel{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServedModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServedModel) ProtoMessage() {}
+
+func (x *ServedModel) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServedModel.ProtoReflect.Descriptor instead.
+func (*ServedModel) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ServedModel) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ServedModel) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ServedModel) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ServedModel) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *ServedModel) GetInFlight() int32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *ServedModel) GetDraining() int32 {
+	if x != nil {
+		return x.Draining
+	}
+	return 0
+}
+
+func (x *ServedModel) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
 var File_llmesh_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
@@ -1509,7 +1865,36 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\adataset\x18\x04 \x01(\tR\adataset\x129\n" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x05R\aversion*\x9a\x01\n" +
+	"\aversion\x18\x06 \x01(\x05R\aversion\"D\n" +
+	"\x12SwapBackendRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\"\xf7\x01\n" +
+	"\x10SwapBackendReply\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x1f\n" +
+	"\vold_backend\x18\x03 \x01(\tR\n" +
+	"oldBackend\x12\x16\n" +
+	"\x06millis\x18\x04 \x01(\x03R\x06millis\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x06 \x01(\tR\terrorCode\x12\x1a\n" +
+	"\binstance\x18\a \x01(\tR\binstance\x12\x10\n" +
+	"\x03pid\x18\b \x01(\x05R\x03pid\x12\x17\n" +
+	"\aold_pid\x18\t \x01(\x05R\x06oldPid\"\x18\n" +
+	"\x16InferenceStatusRequest\"a\n" +
+	"\x0fInferenceStatus\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\tR\binstance\x122\n" +
+	"\x06models\x18\x02 \x03(\v2\x1a.llmesh.bus.v1.ServedModelR\x06models\"\xc4\x01\n" +
+	"\vServedModel\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x1a\n" +
+	"\brestarts\x18\x04 \x01(\x05R\brestarts\x12\x1b\n" +
+	"\tin_flight\x18\x05 \x01(\x05R\binFlight\x12\x1a\n" +
+	"\bdraining\x18\x06 \x01(\x05R\bdraining\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\a \x01(\tR\n" +
+	"checkpoint*\x9a\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -1531,46 +1916,52 @@ func file_llmesh_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_llmesh_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_llmesh_bus_v1_bus_proto_goTypes = []any{
-	(JobState)(0),                 // 0: llmesh.bus.v1.JobState
-	(*JobEnvelope)(nil),           // 1: llmesh.bus.v1.JobEnvelope
-	(*JobRecord)(nil),             // 2: llmesh.bus.v1.JobRecord
-	(*Progress)(nil),              // 3: llmesh.bus.v1.Progress
-	(*Metric)(nil),                // 4: llmesh.bus.v1.Metric
-	(*Artifact)(nil),              // 5: llmesh.bus.v1.Artifact
-	(*Event)(nil),                 // 6: llmesh.bus.v1.Event
-	(*GenerateRequest)(nil),       // 7: llmesh.bus.v1.GenerateRequest
-	(*GenerateChunk)(nil),         // 8: llmesh.bus.v1.GenerateChunk
-	(*EncodeRequest)(nil),         // 9: llmesh.bus.v1.EncodeRequest
-	(*TokenIDs)(nil),              // 10: llmesh.bus.v1.TokenIDs
-	(*EncodeReply)(nil),           // 11: llmesh.bus.v1.EncodeReply
-	(*DecodeRequest)(nil),         // 12: llmesh.bus.v1.DecodeRequest
-	(*DecodeReply)(nil),           // 13: llmesh.bus.v1.DecodeReply
-	(*ModelRecord)(nil),           // 14: llmesh.bus.v1.ModelRecord
-	(*DatasetRecord)(nil),         // 15: llmesh.bus.v1.DatasetRecord
-	(*TokenizerRecord)(nil),       // 16: llmesh.bus.v1.TokenizerRecord
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(JobState)(0),                  // 0: llmesh.bus.v1.JobState
+	(*JobEnvelope)(nil),            // 1: llmesh.bus.v1.JobEnvelope
+	(*JobRecord)(nil),              // 2: llmesh.bus.v1.JobRecord
+	(*Progress)(nil),               // 3: llmesh.bus.v1.Progress
+	(*Metric)(nil),                 // 4: llmesh.bus.v1.Metric
+	(*Artifact)(nil),               // 5: llmesh.bus.v1.Artifact
+	(*Event)(nil),                  // 6: llmesh.bus.v1.Event
+	(*GenerateRequest)(nil),        // 7: llmesh.bus.v1.GenerateRequest
+	(*GenerateChunk)(nil),          // 8: llmesh.bus.v1.GenerateChunk
+	(*EncodeRequest)(nil),          // 9: llmesh.bus.v1.EncodeRequest
+	(*TokenIDs)(nil),               // 10: llmesh.bus.v1.TokenIDs
+	(*EncodeReply)(nil),            // 11: llmesh.bus.v1.EncodeReply
+	(*DecodeRequest)(nil),          // 12: llmesh.bus.v1.DecodeRequest
+	(*DecodeReply)(nil),            // 13: llmesh.bus.v1.DecodeReply
+	(*ModelRecord)(nil),            // 14: llmesh.bus.v1.ModelRecord
+	(*DatasetRecord)(nil),          // 15: llmesh.bus.v1.DatasetRecord
+	(*TokenizerRecord)(nil),        // 16: llmesh.bus.v1.TokenizerRecord
+	(*SwapBackendRequest)(nil),     // 17: llmesh.bus.v1.SwapBackendRequest
+	(*SwapBackendReply)(nil),       // 18: llmesh.bus.v1.SwapBackendReply
+	(*InferenceStatusRequest)(nil), // 19: llmesh.bus.v1.InferenceStatusRequest
+	(*InferenceStatus)(nil),        // 20: llmesh.bus.v1.InferenceStatus
+	(*ServedModel)(nil),            // 21: llmesh.bus.v1.ServedModel
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
 }
 var file_llmesh_bus_v1_bus_proto_depIdxs = []int32{
-	17, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
+	22, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: llmesh.bus.v1.JobRecord.state:type_name -> llmesh.bus.v1.JobState
-	17, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
-	17, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
-	17, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	22, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
+	22, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
 	3,  // 5: llmesh.bus.v1.Event.progress:type_name -> llmesh.bus.v1.Progress
 	4,  // 6: llmesh.bus.v1.Event.metric:type_name -> llmesh.bus.v1.Metric
 	5,  // 7: llmesh.bus.v1.Event.artifact:type_name -> llmesh.bus.v1.Artifact
 	10, // 8: llmesh.bus.v1.EncodeReply.tokens:type_name -> llmesh.bus.v1.TokenIDs
 	10, // 9: llmesh.bus.v1.DecodeRequest.tokens:type_name -> llmesh.bus.v1.TokenIDs
-	17, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
-	17, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
-	17, // 12: llmesh.bus.v1.TokenizerRecord.created_at:type_name -> google.protobuf.Timestamp
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	22, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
+	22, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
+	22, // 12: llmesh.bus.v1.TokenizerRecord.created_at:type_name -> google.protobuf.Timestamp
+	21, // 13: llmesh.bus.v1.InferenceStatus.models:type_name -> llmesh.bus.v1.ServedModel
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_bus_v1_bus_proto_init() }
@@ -1592,7 +1983,7 @@ func file_llmesh_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_bus_v1_bus_proto_rawDesc), len(file_llmesh_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

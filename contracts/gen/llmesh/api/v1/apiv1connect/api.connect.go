@@ -59,6 +59,9 @@ const (
 	DatasetServiceListDatasetsProcedure = "/llmesh.api.v1.DatasetService/ListDatasets"
 	// ModelServiceListModelsProcedure is the fully-qualified name of the ModelService's ListModels RPC.
 	ModelServiceListModelsProcedure = "/llmesh.api.v1.ModelService/ListModels"
+	// ModelServiceSwapBackendProcedure is the fully-qualified name of the ModelService's SwapBackend
+	// RPC.
+	ModelServiceSwapBackendProcedure = "/llmesh.api.v1.ModelService/SwapBackend"
 	// InferenceServiceGenerateProcedure is the fully-qualified name of the InferenceService's Generate
 	// RPC.
 	InferenceServiceGenerateProcedure = "/llmesh.api.v1.InferenceService/Generate"
@@ -341,6 +344,12 @@ func (UnimplementedDatasetServiceHandler) ListDatasets(context.Context, *connect
 // ModelServiceClient is a client for the llmesh.api.v1.ModelService service.
 type ModelServiceClient interface {
 	ListModels(context.Context, *connect.Request[v1.ListModelsRequest]) (*connect.Response[v1.ListModelsResponse], error)
+	// SwapBackend moves a served model to another accelerator backend (or a
+	// fresh process of the same one) on every inference instance: the new
+	// plugin loads the weights, new requests go to it, requests running on
+	// the old plugin finish there. A swap that fails leaves the old plugin
+	// serving.
+	SwapBackend(context.Context, *connect.Request[v1.SwapBackendRequest]) (*connect.Response[v1.SwapBackendResponse], error)
 }
 
 // NewModelServiceClient constructs a client for the llmesh.api.v1.ModelService service. By default,
@@ -360,12 +369,19 @@ func NewModelServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(modelServiceMethods.ByName("ListModels")),
 			connect.WithClientOptions(opts...),
 		),
+		swapBackend: connect.NewClient[v1.SwapBackendRequest, v1.SwapBackendResponse](
+			httpClient,
+			baseURL+ModelServiceSwapBackendProcedure,
+			connect.WithSchema(modelServiceMethods.ByName("SwapBackend")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // modelServiceClient implements ModelServiceClient.
 type modelServiceClient struct {
-	listModels *connect.Client[v1.ListModelsRequest, v1.ListModelsResponse]
+	listModels  *connect.Client[v1.ListModelsRequest, v1.ListModelsResponse]
+	swapBackend *connect.Client[v1.SwapBackendRequest, v1.SwapBackendResponse]
 }
 
 // ListModels calls llmesh.api.v1.ModelService.ListModels.
@@ -373,9 +389,20 @@ func (c *modelServiceClient) ListModels(ctx context.Context, req *connect.Reques
 	return c.listModels.CallUnary(ctx, req)
 }
 
+// SwapBackend calls llmesh.api.v1.ModelService.SwapBackend.
+func (c *modelServiceClient) SwapBackend(ctx context.Context, req *connect.Request[v1.SwapBackendRequest]) (*connect.Response[v1.SwapBackendResponse], error) {
+	return c.swapBackend.CallUnary(ctx, req)
+}
+
 // ModelServiceHandler is an implementation of the llmesh.api.v1.ModelService service.
 type ModelServiceHandler interface {
 	ListModels(context.Context, *connect.Request[v1.ListModelsRequest]) (*connect.Response[v1.ListModelsResponse], error)
+	// SwapBackend moves a served model to another accelerator backend (or a
+	// fresh process of the same one) on every inference instance: the new
+	// plugin loads the weights, new requests go to it, requests running on
+	// the old plugin finish there. A swap that fails leaves the old plugin
+	// serving.
+	SwapBackend(context.Context, *connect.Request[v1.SwapBackendRequest]) (*connect.Response[v1.SwapBackendResponse], error)
 }
 
 // NewModelServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -391,10 +418,18 @@ func NewModelServiceHandler(svc ModelServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(modelServiceMethods.ByName("ListModels")),
 		connect.WithHandlerOptions(opts...),
 	)
+	modelServiceSwapBackendHandler := connect.NewUnaryHandler(
+		ModelServiceSwapBackendProcedure,
+		svc.SwapBackend,
+		connect.WithSchema(modelServiceMethods.ByName("SwapBackend")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/llmesh.api.v1.ModelService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ModelServiceListModelsProcedure:
 			modelServiceListModelsHandler.ServeHTTP(w, r)
+		case ModelServiceSwapBackendProcedure:
+			modelServiceSwapBackendHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -406,6 +441,10 @@ type UnimplementedModelServiceHandler struct{}
 
 func (UnimplementedModelServiceHandler) ListModels(context.Context, *connect.Request[v1.ListModelsRequest]) (*connect.Response[v1.ListModelsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("llmesh.api.v1.ModelService.ListModels is not implemented"))
+}
+
+func (UnimplementedModelServiceHandler) SwapBackend(context.Context, *connect.Request[v1.SwapBackendRequest]) (*connect.Response[v1.SwapBackendResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("llmesh.api.v1.ModelService.SwapBackend is not implemented"))
 }
 
 // InferenceServiceClient is a client for the llmesh.api.v1.InferenceService service.
