@@ -10,16 +10,16 @@ import (
 )
 
 func main() {
-	probeOnly := flag.Bool("probe", false, "print the CUDA devices found as JSON and exit")
+	probeOnly := flag.Bool("probe", false, "print the CUDA devices and libraries found as JSON and exit")
 	flag.Parse()
-	p := probe(driverLib)
 	if *probeOnly {
-		out, _ := json.Marshal(p)
+		out, _ := json.Marshal(probe(driverLib))
 		fmt.Println(string(out))
 		return
 	}
-	if p.Err != "" {
-		fmt.Fprintf(os.Stderr, "[WARN] cuda plugin: no CUDA device: %s\n", p.Err)
+	b, warn := newBackend()
+	if warn != "" {
+		fmt.Fprintf(os.Stderr, "[WARN] cuda plugin: %s\n", warn)
 	}
-	accel.Serve(newBackend(p))
+	accel.Serve(b)
 }

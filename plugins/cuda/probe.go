@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/llmesh/llmesh/accel/cuda"
 )
 
 // driverLib is the CUDA driver library, as installed by the NVIDIA driver.
@@ -21,11 +23,35 @@ type Probe struct {
 	DriverVersion int      `json:"driver_version,omitempty"` // e.g. 12040 for 12.4
 	Devices       []Device `json:"devices"`
 	Err           string   `json:"error,omitempty"` // why there is no usable device
+	// The cuBLAS and NVRTC libraries found (the first of
+	// cuda.CUBLASLibraries and cuda.NVRTCLibraries that loads), or why none did.
+	CUBLAS    string `json:"cublas,omitempty"`
+	CUBLASErr string `json:"cublas_error,omitempty"`
+	NVRTC     string `json:"nvrtc,omitempty"`
+	NVRTCErr  string `json:"nvrtc_error,omitempty"`
 }
 
-// probe loads the driver from lib and lists its devices. It never panics:
-// a missing library or symbol is reported in Probe.Err.
+// probeLibraries fills in which cuBLAS and NVRTC load.
+func (p *Probe) probeLibraries() {
+	var err error
+	if p.CUBLAS, err = cuda.Find(cuda.CUBLASLibraries); err != nil {
+		p.CUBLASErr = err.Error()
+	}
+	if p.NVRTC, err = cuda.Find(cuda.NVRTCLibraries); err != nil {
+		p.NVRTCErr = err.Error()
+	}
+}
+
+// probe loads the driver from lib and lists its devices, and looks for
+// cuBLAS and NVRTC. It never panics: a missing library or symbol is
+// reported in Probe.Err (or CUBLASErr, NVRTCErr).
 func probe(lib string) Probe {
+	p := probeDriver(lib)
+	p.probeLibraries()
+	return p
+}
+
+func probeDriver(lib string) Probe {
 	h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
 		return Probe{Err: fmt.Sprintf("dlopen: %v", err)}
