@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/llmesh/llmesh/accel"
+	"github.com/llmesh/llmesh/accel/acceltest"
 	apiv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/api/v1"
 	"github.com/llmesh/llmesh/contracts/gen/llmesh/api/v1/apiv1connect"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
@@ -29,23 +28,11 @@ import (
 // The test binary doubles as the plugin binary (go-plugin's re-exec
 // pattern): with LLMESH_TEST_PLUGIN set it serves that built-in backend.
 func TestMain(m *testing.M) {
-	if name := os.Getenv("LLMESH_TEST_PLUGIN"); name != "" {
-		mk, ok := builtinBackends[name]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "no built-in backend %q\n", name)
-			os.Exit(2)
-		}
-		accel.Serve(mk())
-		os.Exit(0)
-	}
+	acceltest.ServeIfReexec(builtinBackends)
 	os.Exit(m.Run())
 }
 
-func testPluginCommand(name string) (*exec.Cmd, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LLMESH_TEST_PLUGIN="+name)
-	return cmd, nil
-}
+var testPluginCommand = acceltest.Reexec
 
 // tinyPipeline is the demo pipeline at a size that runs in seconds.
 const tinyPipeline = `
