@@ -23,6 +23,7 @@ const maxGenerateBody = 1 << 20
 func (g *Gateway) httpRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/jobs/{id}/events", g.serveJobEvents)
 	mux.HandleFunc("POST /v1/generate", g.serveGenerate)
+	g.openaiRoutes(mux)
 }
 
 // sse writes Server-Sent Events.
