@@ -309,7 +309,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		complete := validPrefix(text)
 		if complete > sent {
 			seq++
-			emit(&busv1.GenerateChunk{Text: strings.ToValidUTF8(text[sent:complete], "\uFFFD"), TokenIds: []int32{next}, Seq: seq})
+			emit(&busv1.GenerateChunk{Text: strings.ToValidUTF8(text[sent:complete], "\uFFFD"), TokenIds: []int32{next}, Seq: seq, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))})
 			sent = complete
 		}
 	}
