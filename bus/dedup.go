@@ -9,8 +9,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// claimBatch bounds the publishes in flight while claiming hashes.
-const claimBatch = 4096
+// claimBatch bounds the publishes in flight while claiming hashes; it stays
+// below nats.go's limit of async publishes awaiting an ack (4000), past
+// which PublishAsync stalls and fails under load.
+const claimBatch = 1024
 
 // ClaimHashes records content hashes in the named set of the dedup bucket,
 // so that exact deduplication spans runs. fresh[i] is true when hashes[i]
@@ -33,33 +35,65 @@ func (b *Bus) ClaimHashes(ctx context.Context, set, owner string, hashes [][32]b
 		end := min(start+claimBatch, len(hashes))
 		futures := make([]jetstream.PubAckFuture, end-start)
 		for i := start; i < end; i++ {
-			f, err := b.js.PublishAsync("$KV."+BucketDedup+"."+key(hashes[i]), []byte(owner),
+			// A publish that cannot be queued is claimed synchronously below.
+			futures[i-start], _ = b.js.PublishAsync("$KV."+BucketDedup+"."+key(hashes[i]), []byte(owner),
 				jetstream.WithExpectLastSequencePerSubject(0))
-			if err != nil {
-				return nil, fmt.Errorf("claim hash: %w", err)
-			}
-			futures[i-start] = f
 		}
 		for j, f := range futures {
+			k := key(hashes[start+j])
+			if f == nil {
+				if fresh[start+j], err = claimOne(ctx, kv, k, owner); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			select {
 			case <-f.Ok():
 				fresh[start+j] = true
 			case err := <-f.Err():
-				var apiErr *jetstream.APIError
-				if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
-					apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-					return nil, fmt.Errorf("claim hash: %w", err)
+				if !isConflict(err) {
+					// A timeout or a lost ack: try once more synchronously
+					// (Create tells a conflict from a fresh claim).
+					if fresh[start+j], err = claimOne(ctx, kv, k, owner); err != nil {
+						return nil, err
+					}
+					continue
 				}
-				// Taken: fresh only if this owner took it before.
-				e, err := kv.Get(ctx, key(hashes[start+j]))
-				if err != nil {
-					return nil, fmt.Errorf("claim hash: %w", err)
+				if fresh[start+j], err = ownedBy(ctx, kv, k, owner); err != nil {
+					return nil, err
 				}
-				fresh[start+j] = string(e.Value()) == owner
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 		}
 	}
 	return fresh, nil
+}
+
+// isConflict reports whether a publish failed because the key exists.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// claimOne claims one key synchronously.
+func claimOne(ctx context.Context, kv jetstream.KeyValue, key, owner string) (bool, error) {
+	_, err := kv.Create(ctx, key, []byte(owner))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyExists) || isConflict(err):
+		return ownedBy(ctx, kv, key, owner)
+	}
+	return false, fmt.Errorf("claim hash: %w", err)
+}
+
+// ownedBy reports whether a taken key was claimed by owner.
+func ownedBy(ctx context.Context, kv jetstream.KeyValue, key, owner string) (bool, error) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("claim hash: %w", err)
+	}
+	return string(e.Value()) == owner, nil
 }
