@@ -154,12 +154,18 @@ func benchTokenizer(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
+	return writeBench(stdout, "tokenizer", *asJSON, results)
+}
+
+// writeBench prints an area's results: one DESIGN.md JSON object with
+// asJSON, a table for people otherwise.
+func writeBench(w io.Writer, area string, asJSON bool, results []tokbench.Result) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		return enc.Encode(benchReport{Area: "tokenizer", Machine: thisMachine(), Results: results})
+		return enc.Encode(benchReport{Area: area, Machine: thisMachine(), Results: results})
 	}
-	printTable(stdout, thisMachine(), results)
+	printTable(w, thisMachine(), results)
 	return nil
 }
 

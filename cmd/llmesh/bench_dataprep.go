@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -36,11 +35,5 @@ func benchDataprep(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetEscapeHTML(false)
-		return enc.Encode(benchReport{Area: "dataprep", Machine: thisMachine(), Results: results})
-	}
-	printTable(stdout, thisMachine(), results)
-	return nil
+	return writeBench(stdout, "dataprep", *asJSON, results)
 }

@@ -572,11 +572,7 @@ func encodeFeatures(feats []feature) ([]byte, error) {
 }
 
 func (s *Service) features(ctx context.Context, ref string) ([]feature, error) {
-	payload, err := s.bus.GetObject(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	set, err := tensor.Decode(payload, tensor.Limits{})
+	set, err := s.bus.GetTensors(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/llmesh/llmesh/bus/bustest"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/dataprep"
-	"github.com/llmesh/llmesh/services/dataprep/dedup"
 	"github.com/llmesh/llmesh/services/dataprep/normalize"
 	"github.com/llmesh/llmesh/services/dataprep/synth"
 	"github.com/llmesh/llmesh/services/internal/corpus"
@@ -337,7 +336,6 @@ func TestProcessLocal(t *testing.T) {
 	if _, _, err := dataprep.Process(context.Background(), dataprep.Spec{Stages: []dataprep.StageSpec{{Name: "nope"}}}, docs); err == nil {
 		t.Error("unknown stage accepted")
 	}
-	_ = dedup.DateOf
 }
 
 func TestNewNeedsBus(t *testing.T) {

@@ -432,14 +432,7 @@ func (s *Service) onDecode(m *nats.Msg) {
 }
 
 func (s *Service) respond(m *nats.Msg, reply proto.Message) {
-	if m.Reply == "" {
-		return
-	}
-	b, err := proto.Marshal(reply)
-	if err == nil {
-		err = m.Respond(b)
-	}
-	if err != nil {
+	if err := bus.Respond(m, reply); err != nil {
 		s.log.Warn("respond", "subject", m.Subject, "err", err)
 	}
 }

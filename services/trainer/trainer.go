@@ -132,11 +132,7 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 
 // tokens reads a token shard and checks every id against the vocabulary.
 func (s *Service) tokens(ctx context.Context, ref string, vocab int) ([]int32, error) {
-	payload, err := s.bus.GetObject(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	set, err := tensor.Decode(payload, tensor.Limits{})
+	set, err := s.bus.GetTensors(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

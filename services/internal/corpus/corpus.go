@@ -2,8 +2,6 @@ package corpus
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,69 +35,22 @@ func ValidFormat(format string) (string, error) {
 	return "", fmt.Errorf("%w: unknown format %q (want jsonl, text or parquet)", ErrMalformed, format)
 }
 
-// Read parses a dataset into its documents' texts. Gzip input is detected by
-// its magic bytes and decompressed.
+// Read parses a dataset into its documents' texts, strictly: the first bad
+// record (a JSONL line that is not an object with a "text" string, invalid
+// UTF-8) is an error that names its line. ReadDocs is the tolerant reader.
 func Read(data []byte, format string) ([]string, error) {
-	format, err := ValidFormat(format)
+	docs, bad, n, err := ReadDocs(data, format)
 	if err != nil {
 		return nil, err
 	}
-	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
-		}
-		data, err = io.ReadAll(zr)
-		if err != nil {
-			return nil, fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
-		}
+	if n > 0 {
+		return nil, fmt.Errorf("%w: line %d: %s", ErrMalformed, bad[0].Line, bad[0].Err)
 	}
-	switch format {
-	case FormatText:
-		return readText(data)
-	case FormatParquet:
-		docs, err := readParquet(data)
-		if err != nil {
-			return nil, err
-		}
-		texts := make([]string, len(docs))
-		for i, d := range docs {
-			texts[i] = d.Text
-		}
-		return texts, nil
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.Text
 	}
-	return readJSONL(data)
-}
-
-func readJSONL(data []byte) ([]string, error) {
-	var docs []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), MaxLine)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var rec struct {
-			Text *string `json:"text"`
-		}
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrMalformed, line, err)
-		}
-		if rec.Text == nil {
-			return nil, fmt.Errorf("%w: line %d: no \"text\" field", ErrMalformed, line)
-		}
-		docs = append(docs, *rec.Text)
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("%w: line %d longer than %d bytes", ErrMalformed, line+1, MaxLine)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	return docs, nil
+	return texts, nil
 }
 
 func readText(data []byte) ([]string, error) {

@@ -125,7 +125,11 @@ func ReadDocs(data []byte, format string) (docs []Doc, bad []LineError, badCount
 			note(line, `no "text" field`)
 			continue
 		}
-		id := string(bytes.Trim(d.ID, `"`))
+		// An id may be a JSON string or a number; either is kept as text.
+		var id string
+		if json.Unmarshal(d.ID, &id) != nil {
+			id = string(bytes.TrimSpace(d.ID))
+		}
 		docs = append(docs, Doc{ID: id, Title: d.Title, Text: *d.Text, Label: d.Label, Date: d.Date, Redactions: d.Redactions})
 	}
 	if err := sc.Err(); err != nil {

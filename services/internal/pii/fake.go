@@ -282,22 +282,15 @@ func fakeCardDigits(r *rand.Rand, valid bool) string {
 	return body + strconv.Itoa(c)
 }
 
-// luhnDigit returns the check digit that makes body+digit pass Luhn.
+// luhnDigit returns the check digit that makes body+digit pass the
+// validator's Luhn check.
 func luhnDigit(body string) int {
-	sum := 0
-	double := true
-	for i := len(body) - 1; i >= 0; i-- {
-		v := int(body[i] - '0')
-		if double {
-			v *= 2
-			if v > 9 {
-				v -= 9
-			}
+	for d := range 9 {
+		if luhn(body + strconv.Itoa(d)) {
+			return d
 		}
-		sum += v
-		double = !double
 	}
-	return (10 - sum%10) % 10
+	return 9
 }
 
 func formatCard(r *rand.Rand, d string) string {

@@ -1,19 +1,12 @@
 package corpustest
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/llmesh/llmesh/services/internal/corpus"
 )
-
-// maxLine is the longest line (one document) read.
-const maxLine = 64 << 20
 
 // Dir returns the shared/data folder found in the working directory or the
 // nearest folder above it, or "" when there is none.
@@ -54,40 +47,20 @@ type Doc struct {
 func Docs(tb testing.TB, name string) []Doc {
 	tb.Helper()
 	p := Path(tb, name)
-	f, err := os.Open(p)
+	data, err := os.ReadFile(p)
 	if err != nil {
 		tb.Fatalf("shared corpus %s: %v", name, err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	read, bad, n, err := corpus.ReadDocs(data, corpus.FormatJSONL)
 	if err != nil {
 		tb.Fatalf("shared corpus %s: %v", p, err)
 	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	var docs []Doc
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var d struct {
-			ID    string  `json:"id"`
-			Title string  `json:"title"`
-			Text  *string `json:"text"`
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			tb.Fatalf("shared corpus %s: line %d: %v", p, line, err)
-		}
-		if d.Text == nil {
-			tb.Fatalf("shared corpus %s: line %d: no \"text\" field", p, line)
-		}
-		docs = append(docs, Doc{ID: d.ID, Title: d.Title, Text: *d.Text})
+	if n > 0 {
+		tb.Fatalf("shared corpus %s: %d bad lines, the first: line %d: %s", p, n, bad[0].Line, bad[0].Err)
 	}
-	if err := sc.Err(); err != nil {
-		tb.Fatalf("shared corpus %s: line %d (lines up to %d MiB): %v", p, line+1, maxLine>>20, err)
+	docs := make([]Doc, len(read))
+	for i, d := range read {
+		docs[i] = Doc{ID: d.ID, Title: d.Title, Text: d.Text}
 	}
 	return docs
 }
