@@ -124,15 +124,34 @@ type EvalResult struct {
 	Tokens int64
 }
 
-// DecodeRequest asks for the next-token logits of each sequence.
+// DecodeRequest asks for the next-token logits of each sequence: one
+// batched decode step.
+//
+// Without CacheIDs every entry of Sequences is a whole sequence and is
+// recomputed from scratch. With CacheIDs (parallel to Sequences) the
+// backend keeps a KV cache per id: Sequences[i] holds the tokens to append
+// to sequence CacheIDs[i] — the whole prompt for an id it has not seen (the
+// prefill), usually one sampled token afterwards. Prefills and decodes mix
+// freely in one step. Release frees cached sequences before the step runs;
+// releasing an unknown id is not an error.
 type DecodeRequest struct {
 	ModelID   string
 	Sequences [][]int32
+	CacheIDs  []uint64
+	Release   []uint64
+	// ExitThreshold > 0 enables early exit on models with exit heads.
+	ExitThreshold float32
 }
 
 // DecodeResult holds one row of vocabulary logits per sequence.
 type DecodeResult struct {
 	Logits [][]float32
+	// CachedTokens is each sequence's length in the KV cache after the
+	// step (only with CacheIDs).
+	CachedTokens []int
+	// ExitLayers is, per sequence, how many layers ran for its last token
+	// (n_layer without early exit; nil when the backend does not say).
+	ExitLayers []int
 }
 
 // SaveRequest asks for the model's weights.

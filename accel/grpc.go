@@ -184,7 +184,10 @@ func (g *grpcClient) DecodeStep(ctx context.Context, req DecodeRequest) (DecodeR
 	for i, s := range req.Sequences {
 		seqs[i] = &accelv1.Sequence{Tokens: s}
 	}
-	r, err := g.c.DecodeStep(ctx, &accelv1.DecodeStepRequest{ModelId: req.ModelID, Sequences: seqs})
+	r, err := g.c.DecodeStep(ctx, &accelv1.DecodeStepRequest{
+		ModelId: req.ModelID, Sequences: seqs, CacheIds: req.CacheIDs,
+		Release: req.Release, ExitThreshold: req.ExitThreshold,
+	})
 	if err != nil {
 		return DecodeResult{}, fromStatus(ctx, "DecodeStep", err)
 	}
@@ -192,7 +195,7 @@ func (g *grpcClient) DecodeStep(ctx context.Context, req DecodeRequest) (DecodeR
 	for i, l := range r.GetLogits() {
 		logits[i] = l.GetValues()
 	}
-	return DecodeResult{Logits: logits}, nil
+	return DecodeResult{Logits: logits, CachedTokens: ints(r.GetCachedTokens()), ExitLayers: ints(r.GetExitLayers())}, nil
 }
 
 func (g *grpcClient) SaveWeights(ctx context.Context, req SaveRequest) (SaveResult, error) {
@@ -298,7 +301,10 @@ func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepReques
 	for i, sq := range r.GetSequences() {
 		seqs[i] = sq.GetTokens()
 	}
-	res, err := s.impl.DecodeStep(ctx, DecodeRequest{ModelID: r.GetModelId(), Sequences: seqs})
+	res, err := s.impl.DecodeStep(ctx, DecodeRequest{
+		ModelID: r.GetModelId(), Sequences: seqs, CacheIDs: r.GetCacheIds(),
+		Release: r.GetRelease(), ExitThreshold: r.GetExitThreshold(),
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -306,7 +312,7 @@ func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepReques
 	for i, l := range res.Logits {
 		logits[i] = &accelv1.Logits{Values: l}
 	}
-	return &accelv1.DecodeStepResponse{Logits: logits}, nil
+	return &accelv1.DecodeStepResponse{Logits: logits, CachedTokens: int32s(res.CachedTokens), ExitLayers: int32s(res.ExitLayers)}, nil
 }
 
 func (s *grpcServer) SaveWeights(ctx context.Context, r *accelv1.SaveWeightsRequest) (*accelv1.SaveWeightsResponse, error) {
@@ -322,4 +328,26 @@ func (s *grpcServer) Unload(ctx context.Context, r *accelv1.UnloadRequest) (*acc
 		return nil, toStatus(err)
 	}
 	return &accelv1.UnloadResponse{}, nil
+}
+
+func ints(v []int32) []int {
+	if v == nil {
+		return nil
+	}
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
+func int32s(v []int) []int32 {
+	if v == nil {
+		return nil
+	}
+	out := make([]int32, len(v))
+	for i, x := range v {
+		out[i] = int32(x)
+	}
+	return out
 }

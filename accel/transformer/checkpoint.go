@@ -57,7 +57,7 @@ func WriteCheckpoint(w io.Writer, m *Model, step int64, opt *AdamWState) error {
 }
 
 // ReadCheckpoint builds a model from a safetensors file. cfg is the config
-// to build; a zero Config means the one in the file's metadata. Every
+// to build; a zero Config (no vocab, layers or width) means the one in the file's metadata. Every
 // tensor of the model must be present with the config's shape. Names may
 // carry GPT-2's "transformer." prefix; GPT-2's attention mask buffers
 // (attn.bias, attn.masked_bias) and the tied lm_head.weight are ignored;
@@ -67,7 +67,7 @@ func ReadCheckpoint(data []byte, cfg Config, k Kernels) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg == (Config{}) {
+	if cfg.VocabSize == 0 && cfg.NLayer == 0 && cfg.NEmbd == 0 {
 		cj, ok := st.Metadata[MetaConfig]
 		if !ok {
 			return nil, fmt.Errorf("%w: no config given and no %q in metadata", ErrSafetensors, MetaConfig)

@@ -29,6 +29,8 @@ const (
 	PositionsRoPE    = "rope"
 	NormLayerNorm    = "layernorm"
 	NormRMSNorm      = "rmsnorm"
+	MLPGELU          = "gelu"
+	MLPSwiGLU        = "swiglu"
 )
 
 // Config describes a decoder-only GPT. Its JSON form is what checkpoints and
@@ -41,6 +43,18 @@ type Config struct {
 	NHead     int    `json:"n_head"`
 	Positions string `json:"positions,omitempty"` // "learned" (default) or "rope"
 	Norm      string `json:"norm,omitempty"`      // "layernorm" (default) or "rmsnorm"
+	MLP       string `json:"mlp,omitempty"`       // "gelu" (default) or "swiglu"
+	// AttnWindow > 0 makes attention a sliding window: a position sees
+	// itself and the AttnWindow-1 positions before it. 0 is full causal.
+	AttnWindow int `json:"attn_window,omitempty"`
+	// AttnGlobal > 0 (with AttnWindow) adds global tokens: the first
+	// AttnGlobal positions stay visible to every later position (the
+	// local+global sparse pattern).
+	AttnGlobal int `json:"attn_global,omitempty"`
+	// ExitLayers lists the layers (1..n_layer-1, ascending) after which the
+	// model has an early-exit head: its own final norm, then the tied
+	// embedding as the vocabulary projection.
+	ExitLayers []int `json:"exit_layers,omitempty"`
 }
 
 // ParseConfig decodes a JSON config strictly (unknown fields are an error),
@@ -75,6 +89,9 @@ func (c Config) withDefaults() Config {
 	if c.Norm == "" {
 		c.Norm = NormLayerNorm
 	}
+	if c.MLP == "" {
+		c.MLP = MLPGELU
+	}
 	return c
 }
 
@@ -86,6 +103,22 @@ func (c Config) RoPE() bool { return c.Positions == PositionsRoPE }
 
 // RMSNorm reports whether norms are RMSNorm (weight only).
 func (c Config) RMSNorm() bool { return c.Norm == NormRMSNorm }
+
+// SwiGLU reports whether the MLP is SwiGLU (gate, up and down projections
+// of the same 4·n_embd hidden width) instead of GELU.
+func (c Config) SwiGLU() bool { return c.MLP == MLPSwiGLU }
+
+// Visible reports whether query position q attends to key position k
+// (k <= q) under the config's attention pattern.
+func (c Config) Visible(q, k int) bool {
+	if k > q {
+		return false
+	}
+	if c.AttnWindow <= 0 || q-k < c.AttnWindow {
+		return true
+	}
+	return k < c.AttnGlobal
+}
 
 // Validate checks sizes against the limits above. Empty Positions and Norm
 // mean the defaults.
@@ -131,6 +164,28 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("%w: norm %q is not %q or %q", ErrInvalidConfig, c.Norm, NormLayerNorm, NormRMSNorm)
 	}
+	switch c.MLP {
+	case MLPGELU, MLPSwiGLU:
+	default:
+		return fmt.Errorf("%w: mlp %q is not %q or %q", ErrInvalidConfig, c.MLP, MLPGELU, MLPSwiGLU)
+	}
+	if c.AttnWindow < 0 || c.AttnWindow > MaxCtx {
+		return fmt.Errorf("%w: attn_window %d is outside 0..%d", ErrInvalidConfig, c.AttnWindow, MaxCtx)
+	}
+	if c.AttnGlobal < 0 || c.AttnGlobal > MaxCtx {
+		return fmt.Errorf("%w: attn_global %d is outside 0..%d", ErrInvalidConfig, c.AttnGlobal, MaxCtx)
+	}
+	if c.AttnGlobal > 0 && c.AttnWindow == 0 {
+		return fmt.Errorf("%w: attn_global %d needs an attn_window", ErrInvalidConfig, c.AttnGlobal)
+	}
+	for i, l := range c.ExitLayers {
+		if l < 1 || l >= c.NLayer {
+			return fmt.Errorf("%w: exit layer %d is outside 1..%d", ErrInvalidConfig, l, c.NLayer-1)
+		}
+		if i > 0 && l <= c.ExitLayers[i-1] {
+			return fmt.Errorf("%w: exit_layers %v are not strictly ascending", ErrInvalidConfig, c.ExitLayers)
+		}
+	}
 	if n := c.paramCount(); n > MaxParams {
 		return fmt.Errorf("%w: %d parameters exceed %d", ErrInvalidConfig, n, int64(MaxParams))
 	}
@@ -149,6 +204,10 @@ func (c Config) paramCount() int64 {
 	if !c.withDefaults().RoPE() {
 		n += C * D
 	}
-	layer := 2*norm + D*3*D + 3*D + D*D + D + D*4*D + 4*D + 4*D*D + D
-	return n + L*layer + norm
+	mlp := D*4*D + 4*D + 4*D*D + D
+	if c.withDefaults().SwiGLU() {
+		mlp += D*4*D + 4*D
+	}
+	layer := 2*norm + D*3*D + 3*D + D*D + D + mlp
+	return n + L*layer + norm + int64(len(c.ExitLayers))*norm
 }

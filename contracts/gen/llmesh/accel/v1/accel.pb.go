@@ -783,9 +783,18 @@ func (x *Sequence) GetTokens() []int32 {
 }
 
 type DecodeStepRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ModelId       string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
-	Sequences     []*Sequence            `protobuf:"bytes,2,rep,name=sequences,proto3" json:"sequences,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ModelId string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// sequences are whole token sequences when cache_ids is empty; with
+	// cache_ids, sequences[i] holds the tokens to append to the KV-cached
+	// sequence cache_ids[i] (a new id starts a sequence: its prefill).
+	Sequences []*Sequence `protobuf:"bytes,2,rep,name=sequences,proto3" json:"sequences,omitempty"`
+	CacheIds  []uint64    `protobuf:"varint,3,rep,packed,name=cache_ids,json=cacheIds,proto3" json:"cache_ids,omitempty"`
+	// release frees these cached sequences before the step runs.
+	Release []uint64 `protobuf:"varint,4,rep,packed,name=release,proto3" json:"release,omitempty"`
+	// exit_threshold > 0 enables early exit for models with exit heads: a
+	// token stops at the first exit layer whose top probability reaches it.
+	ExitThreshold float32 `protobuf:"fixed32,5,opt,name=exit_threshold,json=exitThreshold,proto3" json:"exit_threshold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -832,6 +841,27 @@ func (x *DecodeStepRequest) GetSequences() []*Sequence {
 		return x.Sequences
 	}
 	return nil
+}
+
+func (x *DecodeStepRequest) GetCacheIds() []uint64 {
+	if x != nil {
+		return x.CacheIds
+	}
+	return nil
+}
+
+func (x *DecodeStepRequest) GetRelease() []uint64 {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *DecodeStepRequest) GetExitThreshold() float32 {
+	if x != nil {
+		return x.ExitThreshold
+	}
+	return 0
 }
 
 type Logits struct {
@@ -881,7 +911,13 @@ func (x *Logits) GetValues() []float32 {
 type DecodeStepResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// logits holds, per sequence, the logits for the next token.
-	Logits        []*Logits `protobuf:"bytes,1,rep,name=logits,proto3" json:"logits,omitempty"`
+	Logits []*Logits `protobuf:"bytes,1,rep,name=logits,proto3" json:"logits,omitempty"`
+	// cached_tokens is, per sequence, its length in the KV cache after the
+	// step (only with cache_ids).
+	CachedTokens []int32 `protobuf:"varint,2,rep,packed,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
+	// exit_layers is, per sequence, the number of layers run for the last
+	// token (n_layer without early exit).
+	ExitLayers    []int32 `protobuf:"varint,3,rep,packed,name=exit_layers,json=exitLayers,proto3" json:"exit_layers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,6 +955,20 @@ func (*DecodeStepResponse) Descriptor() ([]byte, []int) {
 func (x *DecodeStepResponse) GetLogits() []*Logits {
 	if x != nil {
 		return x.Logits
+	}
+	return nil
+}
+
+func (x *DecodeStepResponse) GetCachedTokens() []int32 {
+	if x != nil {
+		return x.CachedTokens
+	}
+	return nil
+}
+
+func (x *DecodeStepResponse) GetExitLayers() []int32 {
+	if x != nil {
+		return x.ExitLayers
 	}
 	return nil
 }
@@ -1173,14 +1223,20 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\"\"\n" +
 	"\bSequence\x12\x16\n" +
-	"\x06tokens\x18\x01 \x03(\x05R\x06tokens\"g\n" +
+	"\x06tokens\x18\x01 \x03(\x05R\x06tokens\"\xc5\x01\n" +
 	"\x11DecodeStepRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
-	"\tsequences\x18\x02 \x03(\v2\x19.llmesh.accel.v1.SequenceR\tsequences\" \n" +
+	"\tsequences\x18\x02 \x03(\v2\x19.llmesh.accel.v1.SequenceR\tsequences\x12\x1b\n" +
+	"\tcache_ids\x18\x03 \x03(\x04R\bcacheIds\x12\x18\n" +
+	"\arelease\x18\x04 \x03(\x04R\arelease\x12%\n" +
+	"\x0eexit_threshold\x18\x05 \x01(\x02R\rexitThreshold\" \n" +
 	"\x06Logits\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x02R\x06values\"E\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"\x8b\x01\n" +
 	"\x12DecodeStepResponse\x12/\n" +
-	"\x06logits\x18\x01 \x03(\v2\x17.llmesh.accel.v1.LogitsR\x06logits\"V\n" +
+	"\x06logits\x18\x01 \x03(\v2\x17.llmesh.accel.v1.LogitsR\x06logits\x12#\n" +
+	"\rcached_tokens\x18\x02 \x03(\x05R\fcachedTokens\x12\x1f\n" +
+	"\vexit_layers\x18\x03 \x03(\x05R\n" +
+	"exitLayers\"V\n" +
 	"\x12SaveWeightsRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12%\n" +
 	"\x0ewith_optimizer\x18\x02 \x01(\bR\rwithOptimizer\"l\n" +
