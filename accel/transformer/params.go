@@ -21,16 +21,26 @@ func (p Param) Size() int { return len(p.Data) }
 type layerParams struct {
 	ln1W, ln1B, attnW, attnB, projW, projB []float32
 	ln2W, ln2B, fcW, fcB, mprojW, mprojB   []float32
+	gateW, gateB                           []float32 // SwiGLU only
 }
+
+// normParams is one norm's weight and bias (bias nil for RMSNorm).
+type normParams struct{ w, b []float32 }
 
 type modelParams struct {
 	wte, wpe   []float32
 	layers     []layerParams
 	lnfW, lnfB []float32
+	// exits[i] is the final norm of the early-exit head after layer
+	// Config.ExitLayers[i].
+	exits []normParams
 }
 
 // layout lists the model's tensors in their fixed order (GPT-2 names).
-// The flat parameter and gradient vectors follow this order.
+// The flat parameter and gradient vectors follow this order. A SwiGLU
+// layer adds h.N.mlp.c_gate.{weight,bias} after h.N.mlp.c_fc (c_fc is the
+// "up" projection: hidden = silu(x·c_gate) ⊙ (x·c_fc)); each exit layer L
+// adds exit.L.ln_f.weight (and .bias for LayerNorm) after ln_f.
 func layout(c Config) []Param {
 	D := c.NEmbd
 	var ps []Param
@@ -62,10 +72,17 @@ func layout(c Config) []Param {
 		norm(h + "ln_2")
 		add(h+"mlp.c_fc.weight", D, 4*D)
 		add(h+"mlp.c_fc.bias", 4*D)
+		if c.SwiGLU() {
+			add(h+"mlp.c_gate.weight", D, 4*D)
+			add(h+"mlp.c_gate.bias", 4*D)
+		}
 		add(h+"mlp.c_proj.weight", 4*D, D)
 		add(h+"mlp.c_proj.bias", D)
 	}
 	norm("ln_f")
+	for _, l := range c.ExitLayers {
+		norm(fmt.Sprintf("exit.%d.ln_f", l))
+	}
 	return ps
 }
 
@@ -95,9 +112,17 @@ func bind(c Config, ps []Param, flat []float32) modelParams {
 		lp.ln1W, lp.ln1B = normPair()
 		lp.attnW, lp.attnB, lp.projW, lp.projB = next(), next(), next(), next()
 		lp.ln2W, lp.ln2B = normPair()
-		lp.fcW, lp.fcB, lp.mprojW, lp.mprojB = next(), next(), next(), next()
+		lp.fcW, lp.fcB = next(), next()
+		if c.SwiGLU() {
+			lp.gateW, lp.gateB = next(), next()
+		}
+		lp.mprojW, lp.mprojB = next(), next()
 	}
 	mp.lnfW, mp.lnfB = normPair()
+	mp.exits = make([]normParams, len(c.ExitLayers))
+	for i := range mp.exits {
+		mp.exits[i].w, mp.exits[i].b = normPair()
+	}
 	return mp
 }
 
@@ -109,7 +134,7 @@ func initParams(c Config, ps []Param, seed uint64) {
 	resid := 0.02 / math.Sqrt(2*float64(c.NLayer))
 	for _, p := range ps {
 		switch {
-		case hasSuffix(p.Name, "ln_1.weight"), hasSuffix(p.Name, "ln_2.weight"), p.Name == "ln_f.weight":
+		case hasSuffix(p.Name, "ln_1.weight"), hasSuffix(p.Name, "ln_2.weight"), hasSuffix(p.Name, "ln_f.weight"):
 			for i := range p.Data {
 				p.Data[i] = 1
 			}
