@@ -56,6 +56,11 @@ type Config struct {
 	// RetryWindow bounds how long a generation retries after its plugin
 	// died (each death starts a new window); 0 means DefaultRetryWindow.
 	RetryWindow time.Duration
+	// Filter checks every prompt and the streamed output; nil means no
+	// filter. Only the text it releases reaches the client, and a chunk
+	// carries no token ids when a filter is set (they would show what the
+	// filter held back or redacted).
+	Filter Filter
 }
 
 // Service serves generation requests.
@@ -65,6 +70,7 @@ type Service struct {
 	backend     string
 	instance    string
 	retryWindow time.Duration
+	filter      Filter
 	log         *slog.Logger
 	sem         chan struct{}
 	bg          sync.WaitGroup // drains of swapped-out plugins
@@ -107,7 +113,7 @@ func New(cfg Config) (*Service, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Service{
-		bus: cfg.Bus, host: cfg.Host, backend: cfg.Backend, instance: cfg.Instance, retryWindow: cfg.RetryWindow,
+		bus: cfg.Bus, host: cfg.Host, backend: cfg.Backend, instance: cfg.Instance, retryWindow: cfg.RetryWindow, filter: cfg.Filter,
 		log: log.With("service", "inference", "instance", cfg.Instance),
 		sem: make(chan struct{}, cfg.Concurrency), models: map[string]*served{},
 		plugins: map[*plugin]struct{}{}, newest: map[string]*plugin{},
@@ -251,6 +257,10 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	if err != nil {
 		return err
 	}
+	promptText, out, err := s.openFilter(ctx, req.Model, req.Prompt)
+	if err != nil {
+		return err
+	}
 	r, err := s.acquire(ctx, req.Model)
 	if err != nil {
 		return err
@@ -263,7 +273,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	if err != nil {
 		return err
 	}
-	prompt := lm.tok.Encode(req.Prompt)
+	prompt := lm.tok.Encode(promptText)
 	ids := make([]int32, 0, len(prompt)+int(req.MaxTokens)+1)
 	if len(prompt) == 0 {
 		ids = append(ids, int32(lm.eot))
@@ -308,15 +318,43 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		// Send only whole characters: a byte-level token may end mid-rune.
 		complete := validPrefix(text)
 		if complete > sent {
-			seq++
-			emit(&busv1.GenerateChunk{Text: strings.ToValidUTF8(text[sent:complete], "\uFFFD"), TokenIds: []int32{next}, Seq: seq, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))})
+			piece := strings.ToValidUTF8(text[sent:complete], "\uFFFD")
 			sent = complete
+			release, ferr := out.push(piece)
+			if release != "" || out.stream == nil {
+				c := &busv1.GenerateChunk{Text: release, Seq: seq + 1, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))}
+				if out.stream == nil {
+					c.TokenIds = []int32{next}
+				}
+				seq++
+				emit(c)
+			}
+			if ferr != nil {
+				return ferr
+			}
 		}
 	}
 	text, _ := lm.tok.Decode(gen)
 	tail := ""
 	if len(text) > sent {
 		tail = strings.ToValidUTF8(text[sent:], "\uFFFD")
+	}
+	if out.stream != nil {
+		// The last piece goes through the filter too, then what it held.
+		release, err := out.push(tail)
+		if err == nil {
+			var rest string
+			rest, err = out.close()
+			release += rest
+		}
+		if err != nil {
+			if release != "" {
+				seq++
+				emit(&busv1.GenerateChunk{Text: release, Seq: seq, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))})
+			}
+			return err
+		}
+		tail = release
 	}
 	emit(&busv1.GenerateChunk{Text: tail, Done: true, FinishReason: finish, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen)), Seq: seq + 1})
 	return nil
@@ -393,7 +431,10 @@ func validPrefix(s string) int {
 
 // errorCode classifies err with a Connect code name for the client.
 func errorCode(err error) string {
+	var coded codedError
 	switch {
+	case errors.As(err, &coded) && coded.ErrorCode() != "":
+		return coded.ErrorCode()
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
 	case errors.Is(err, bus.ErrNotFound):
