@@ -1329,9 +1329,17 @@ type GenerateRequest struct {
 	Prompt    string                 `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	MaxTokens int32                  `protobuf:"varint,3,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	// temperature 0 means greedy decoding.
-	Temperature   float32 `protobuf:"fixed32,4,opt,name=temperature,proto3" json:"temperature,omitempty"`
-	TopK          int32   `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
-	Seed          uint64  `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
+	Temperature float32 `protobuf:"fixed32,4,opt,name=temperature,proto3" json:"temperature,omitempty"`
+	TopK        int32   `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	Seed        uint64  `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
+	// top_p in (0, 1) samples from the nucleus; 0 and 1 mean all tokens.
+	TopP float32 `protobuf:"fixed32,7,opt,name=top_p,json=topP,proto3" json:"top_p,omitempty"`
+	// repetition_penalty > 1 discourages repeated tokens; 0 and 1 mean none.
+	RepetitionPenalty float32 `protobuf:"fixed32,8,opt,name=repetition_penalty,json=repetitionPenalty,proto3" json:"repetition_penalty,omitempty"`
+	// stop ends the completion before the first of these strings.
+	Stop []string `protobuf:"bytes,9,rep,name=stop,proto3" json:"stop,omitempty"`
+	// exit_threshold > 0 enables early exit on models with exit heads.
+	ExitThreshold float32 `protobuf:"fixed32,10,opt,name=exit_threshold,json=exitThreshold,proto3" json:"exit_threshold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1408,6 +1416,34 @@ func (x *GenerateRequest) GetSeed() uint64 {
 	return 0
 }
 
+func (x *GenerateRequest) GetTopP() float32 {
+	if x != nil {
+		return x.TopP
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetRepetitionPenalty() float32 {
+	if x != nil {
+		return x.RepetitionPenalty
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetStop() []string {
+	if x != nil {
+		return x.Stop
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetExitThreshold() float32 {
+	if x != nil {
+		return x.ExitThreshold
+	}
+	return 0
+}
+
 type GenerateResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Text             string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
@@ -1415,8 +1451,10 @@ type GenerateResponse struct {
 	FinishReason     string                 `protobuf:"bytes,3,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	PromptTokens     int32                  `protobuf:"varint,4,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	CompletionTokens int32                  `protobuf:"varint,5,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// layers_saved counts the layers early exit skipped.
+	LayersSaved   int64 `protobuf:"varint,6,opt,name=layers_saved,json=layersSaved,proto3" json:"layers_saved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateResponse) Reset() {
@@ -1480,6 +1518,13 @@ func (x *GenerateResponse) GetPromptTokens() int32 {
 func (x *GenerateResponse) GetCompletionTokens() int32 {
 	if x != nil {
 		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *GenerateResponse) GetLayersSaved() int64 {
+	if x != nil {
+		return x.LayersSaved
 	}
 	return 0
 }
@@ -1581,7 +1626,7 @@ const file_llmesh_api_v1_api_proto_rawDesc = "" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x17\n" +
 	"\aold_pid\x18\a \x01(\x05R\x06oldPid\"G\n" +
 	"\x13SwapBackendResponse\x120\n" +
-	"\x05swaps\x18\x01 \x03(\v2\x1a.llmesh.api.v1.BackendSwapR\x05swaps\"\xa9\x01\n" +
+	"\x05swaps\x18\x01 \x03(\v2\x1a.llmesh.api.v1.BackendSwapR\x05swaps\"\xa8\x02\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1589,13 +1634,19 @@ const file_llmesh_api_v1_api_proto_rawDesc = "" +
 	"max_tokens\x18\x03 \x01(\x05R\tmaxTokens\x12 \n" +
 	"\vtemperature\x18\x04 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x12\n" +
-	"\x04seed\x18\x06 \x01(\x04R\x04seed\"\xb1\x01\n" +
+	"\x04seed\x18\x06 \x01(\x04R\x04seed\x12\x13\n" +
+	"\x05top_p\x18\a \x01(\x02R\x04topP\x12-\n" +
+	"\x12repetition_penalty\x18\b \x01(\x02R\x11repetitionPenalty\x12\x12\n" +
+	"\x04stop\x18\t \x03(\tR\x04stop\x12%\n" +
+	"\x0eexit_threshold\x18\n" +
+	" \x01(\x02R\rexitThreshold\"\xd4\x01\n" +
 	"\x10GenerateResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12#\n" +
 	"\rfinish_reason\x18\x03 \x01(\tR\ffinishReason\x12#\n" +
 	"\rprompt_tokens\x18\x04 \x01(\x05R\fpromptTokens\x12+\n" +
-	"\x11completion_tokens\x18\x05 \x01(\x05R\x10completionTokens2\x87\x03\n" +
+	"\x11completion_tokens\x18\x05 \x01(\x05R\x10completionTokens\x12!\n" +
+	"\flayers_saved\x18\x06 \x01(\x03R\vlayersSaved2\x87\x03\n" +
 	"\n" +
 	"JobService\x12N\n" +
 	"\tSubmitJob\x12\x1f.llmesh.api.v1.SubmitJobRequest\x1a .llmesh.api.v1.SubmitJobResponse\x12E\n" +

@@ -659,7 +659,22 @@ type GenerateRequest struct {
 	TopK        int32                  `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
 	Seed        uint64                 `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
 	// stream_subject is where chunks go; it defaults to the reply subject.
+	// It also names the generation in a GenerateCancel.
 	StreamSubject string `protobuf:"bytes,7,opt,name=stream_subject,json=streamSubject,proto3" json:"stream_subject,omitempty"`
+	// top_p in (0, 1) samples from the nucleus; 0 and 1 mean all tokens.
+	TopP float32 `protobuf:"fixed32,8,opt,name=top_p,json=topP,proto3" json:"top_p,omitempty"`
+	// repetition_penalty > 1 discourages tokens already in the prompt or
+	// the completion; 0 and 1 mean none.
+	RepetitionPenalty float32 `protobuf:"fixed32,9,opt,name=repetition_penalty,json=repetitionPenalty,proto3" json:"repetition_penalty,omitempty"`
+	// stop ends the completion before the first of these strings (at most
+	// 8, each at most 64 bytes); finish_reason is then "stop".
+	Stop []string `protobuf:"bytes,10,rep,name=stop,proto3" json:"stop,omitempty"`
+	// deadline_unix_ms, when set, is when the caller stops waiting: a
+	// request still queued then never runs.
+	DeadlineUnixMs int64 `protobuf:"varint,11,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// exit_threshold > 0 lets a model with exit heads stop at the first
+	// layer whose confidence passes it.
+	ExitThreshold float32 `protobuf:"fixed32,12,opt,name=exit_threshold,json=exitThreshold,proto3" json:"exit_threshold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +758,87 @@ func (x *GenerateRequest) GetStreamSubject() string {
 	return ""
 }
 
+func (x *GenerateRequest) GetTopP() float32 {
+	if x != nil {
+		return x.TopP
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetRepetitionPenalty() float32 {
+	if x != nil {
+		return x.RepetitionPenalty
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetStop() []string {
+	if x != nil {
+		return x.Stop
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetExitThreshold() float32 {
+	if x != nil {
+		return x.ExitThreshold
+	}
+	return 0
+}
+
+// GenerateCancel, published to inference.cancel, stops the generation
+// whose chunks go to subject (every instance hears it).
+type GenerateCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateCancel) Reset() {
+	*x = GenerateCancel{}
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateCancel) ProtoMessage() {}
+
+func (x *GenerateCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateCancel.ProtoReflect.Descriptor instead.
+func (*GenerateCancel) Descriptor() ([]byte, []int) {
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GenerateCancel) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
 type GenerateChunk struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Text             string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
@@ -754,15 +850,21 @@ type GenerateChunk struct {
 	CompletionTokens int32                  `protobuf:"varint,7,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	Seq              int64                  `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
 	// error_code classifies error with the Connect code names:
-	// invalid_argument, not_found, unavailable, internal.
-	ErrorCode     string `protobuf:"bytes,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// invalid_argument, not_found, resource_exhausted, unavailable,
+	// deadline_exceeded, internal.
+	ErrorCode string `protobuf:"bytes,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// layers_saved counts the layers early exit skipped so far, over all
+	// completion tokens.
+	LayersSaved int64 `protobuf:"varint,10,opt,name=layers_saved,json=layersSaved,proto3" json:"layers_saved,omitempty"`
+	// retry_after_ms, with resource_exhausted, is when to try again.
+	RetryAfterMs  int64 `protobuf:"varint,11,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateChunk) Reset() {
 	*x = GenerateChunk{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[7]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +876,7 @@ func (x *GenerateChunk) String() string {
 func (*GenerateChunk) ProtoMessage() {}
 
 func (x *GenerateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[7]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +889,7 @@ func (x *GenerateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateChunk.ProtoReflect.Descriptor instead.
 func (*GenerateChunk) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{7}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GenerateChunk) GetText() string {
@@ -853,6 +955,20 @@ func (x *GenerateChunk) GetErrorCode() string {
 	return ""
 }
 
+func (x *GenerateChunk) GetLayersSaved() int64 {
+	if x != nil {
+		return x.LayersSaved
+	}
+	return 0
+}
+
+func (x *GenerateChunk) GetRetryAfterMs() int64 {
+	if x != nil {
+		return x.RetryAfterMs
+	}
+	return 0
+}
+
 // EncodeRequest is sent to tokenizer.encode.
 type EncodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -864,7 +980,7 @@ type EncodeRequest struct {
 
 func (x *EncodeRequest) Reset() {
 	*x = EncodeRequest{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +992,7 @@ func (x *EncodeRequest) String() string {
 func (*EncodeRequest) ProtoMessage() {}
 
 func (x *EncodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1005,7 @@ func (x *EncodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncodeRequest.ProtoReflect.Descriptor instead.
 func (*EncodeRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{8}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EncodeRequest) GetTokenizer() string {
@@ -915,7 +1031,7 @@ type TokenIDs struct {
 
 func (x *TokenIDs) Reset() {
 	*x = TokenIDs{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1043,7 @@ func (x *TokenIDs) String() string {
 func (*TokenIDs) ProtoMessage() {}
 
 func (x *TokenIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1056,7 @@ func (x *TokenIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
 func (*TokenIDs) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{9}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TokenIDs) GetIds() []uint32 {
@@ -960,7 +1076,7 @@ type EncodeReply struct {
 
 func (x *EncodeReply) Reset() {
 	*x = EncodeReply{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1088,7 @@ func (x *EncodeReply) String() string {
 func (*EncodeReply) ProtoMessage() {}
 
 func (x *EncodeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1101,7 @@ func (x *EncodeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncodeReply.ProtoReflect.Descriptor instead.
 func (*EncodeReply) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{10}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EncodeReply) GetTokens() []*TokenIDs {
@@ -1013,7 +1129,7 @@ type DecodeRequest struct {
 
 func (x *DecodeRequest) Reset() {
 	*x = DecodeRequest{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1141,7 @@ func (x *DecodeRequest) String() string {
 func (*DecodeRequest) ProtoMessage() {}
 
 func (x *DecodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1154,7 @@ func (x *DecodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeRequest.ProtoReflect.Descriptor instead.
 func (*DecodeRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{11}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DecodeRequest) GetTokenizer() string {
@@ -1065,7 +1181,7 @@ type DecodeReply struct {
 
 func (x *DecodeReply) Reset() {
 	*x = DecodeReply{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1193,7 @@ func (x *DecodeReply) String() string {
 func (*DecodeReply) ProtoMessage() {}
 
 func (x *DecodeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1206,7 @@ func (x *DecodeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeReply.ProtoReflect.Descriptor instead.
 func (*DecodeReply) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DecodeReply) GetTexts() []string {
@@ -1127,7 +1243,7 @@ type ModelRecord struct {
 
 func (x *ModelRecord) Reset() {
 	*x = ModelRecord{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1255,7 @@ func (x *ModelRecord) String() string {
 func (*ModelRecord) ProtoMessage() {}
 
 func (x *ModelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1268,7 @@ func (x *ModelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRecord.ProtoReflect.Descriptor instead.
 func (*ModelRecord) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ModelRecord) GetName() string {
@@ -1233,7 +1349,7 @@ type DatasetRecord struct {
 
 func (x *DatasetRecord) Reset() {
 	*x = DatasetRecord{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1361,7 @@ func (x *DatasetRecord) String() string {
 func (*DatasetRecord) ProtoMessage() {}
 
 func (x *DatasetRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1374,7 @@ func (x *DatasetRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DatasetRecord.ProtoReflect.Descriptor instead.
 func (*DatasetRecord) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{14}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DatasetRecord) GetName() string {
@@ -1321,7 +1437,7 @@ type TokenizerRecord struct {
 
 func (x *TokenizerRecord) Reset() {
 	*x = TokenizerRecord{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1449,7 @@ func (x *TokenizerRecord) String() string {
 func (*TokenizerRecord) ProtoMessage() {}
 
 func (x *TokenizerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[15]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1462,7 @@ func (x *TokenizerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizerRecord.ProtoReflect.Descriptor instead.
 func (*TokenizerRecord) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{15}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TokenizerRecord) GetName() string {
@@ -1405,7 +1521,7 @@ type SwapBackendRequest struct {
 
 func (x *SwapBackendRequest) Reset() {
 	*x = SwapBackendRequest{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1533,7 @@ func (x *SwapBackendRequest) String() string {
 func (*SwapBackendRequest) ProtoMessage() {}
 
 func (x *SwapBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[16]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1546,7 @@ func (x *SwapBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapBackendRequest.ProtoReflect.Descriptor instead.
 func (*SwapBackendRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{16}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SwapBackendRequest) GetModel() string {
@@ -1468,7 +1584,7 @@ type SwapBackendReply struct {
 
 func (x *SwapBackendReply) Reset() {
 	*x = SwapBackendReply{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1596,7 @@ func (x *SwapBackendReply) String() string {
 func (*SwapBackendReply) ProtoMessage() {}
 
 func (x *SwapBackendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[17]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1609,7 @@ func (x *SwapBackendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapBackendReply.ProtoReflect.Descriptor instead.
 func (*SwapBackendReply) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{17}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SwapBackendReply) GetModel() string {
@@ -1569,7 +1685,7 @@ type InferenceStatusRequest struct {
 
 func (x *InferenceStatusRequest) Reset() {
 	*x = InferenceStatusRequest{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1697,7 @@ func (x *InferenceStatusRequest) String() string {
 func (*InferenceStatusRequest) ProtoMessage() {}
 
 func (x *InferenceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[18]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1710,7 @@ func (x *InferenceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InferenceStatusRequest.ProtoReflect.Descriptor instead.
 func (*InferenceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{18}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{19}
 }
 
 type InferenceStatus struct {
@@ -1607,7 +1723,7 @@ type InferenceStatus struct {
 
 func (x *InferenceStatus) Reset() {
 	*x = InferenceStatus{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1735,7 @@ func (x *InferenceStatus) String() string {
 func (*InferenceStatus) ProtoMessage() {}
 
 func (x *InferenceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[19]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1748,7 @@ func (x *InferenceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InferenceStatus.ProtoReflect.Descriptor instead.
 func (*InferenceStatus) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{19}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InferenceStatus) GetInstance() string {
@@ -1670,7 +1786,7 @@ type ServedModel struct {
 
 func (x *ServedModel) Reset() {
 	*x = ServedModel{}
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1798,7 @@ func (x *ServedModel) String() string {
 func (*ServedModel) ProtoMessage() {}
 
 func (x *ServedModel) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[20]
+	mi := &file_llmesh_bus_v1_bus_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1811,7 @@ func (x *ServedModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServedModel.ProtoReflect.Descriptor instead.
 func (*ServedModel) Descriptor() ([]byte, []int) {
-	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{20}
+	return file_llmesh_bus_v1_bus_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServedModel) GetModel() string {
@@ -1798,7 +1914,7 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\vresult_json\x18\x0e \x01(\fH\x00R\n" +
 	"resultJson\x12\x16\n" +
 	"\x05error\x18\x0f \x01(\tH\x00R\x05errorB\x06\n" +
-	"\x04body\"\xd0\x01\n" +
+	"\x04body\"\xf9\x02\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1807,7 +1923,15 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\vtemperature\x18\x04 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x12\n" +
 	"\x04seed\x18\x06 \x01(\x04R\x04seed\x12%\n" +
-	"\x0estream_subject\x18\a \x01(\tR\rstreamSubject\"\x92\x02\n" +
+	"\x0estream_subject\x18\a \x01(\tR\rstreamSubject\x12\x13\n" +
+	"\x05top_p\x18\b \x01(\x02R\x04topP\x12-\n" +
+	"\x12repetition_penalty\x18\t \x01(\x02R\x11repetitionPenalty\x12\x12\n" +
+	"\x04stop\x18\n" +
+	" \x03(\tR\x04stop\x12(\n" +
+	"\x10deadline_unix_ms\x18\v \x01(\x03R\x0edeadlineUnixMs\x12%\n" +
+	"\x0eexit_threshold\x18\f \x01(\x02R\rexitThreshold\"*\n" +
+	"\x0eGenerateCancel\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"\xdb\x02\n" +
 	"\rGenerateChunk\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x1b\n" +
 	"\ttoken_ids\x18\x02 \x03(\x05R\btokenIds\x12\x12\n" +
@@ -1818,7 +1942,10 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\a \x01(\x05R\x10completionTokens\x12\x10\n" +
 	"\x03seq\x18\b \x01(\x03R\x03seq\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\t \x01(\tR\terrorCode\"C\n" +
+	"error_code\x18\t \x01(\tR\terrorCode\x12!\n" +
+	"\flayers_saved\x18\n" +
+	" \x01(\x03R\vlayersSaved\x12$\n" +
+	"\x0eretry_after_ms\x18\v \x01(\x03R\fretryAfterMs\"C\n" +
 	"\rEncodeRequest\x12\x1c\n" +
 	"\ttokenizer\x18\x01 \x01(\tR\ttokenizer\x12\x14\n" +
 	"\x05texts\x18\x02 \x03(\tR\x05texts\"\x1c\n" +
@@ -1916,7 +2043,7 @@ func file_llmesh_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_llmesh_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_llmesh_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_llmesh_bus_v1_bus_proto_goTypes = []any{
 	(JobState)(0),                  // 0: llmesh.bus.v1.JobState
 	(*JobEnvelope)(nil),            // 1: llmesh.bus.v1.JobEnvelope
@@ -1926,37 +2053,38 @@ var file_llmesh_bus_v1_bus_proto_goTypes = []any{
 	(*Artifact)(nil),               // 5: llmesh.bus.v1.Artifact
 	(*Event)(nil),                  // 6: llmesh.bus.v1.Event
 	(*GenerateRequest)(nil),        // 7: llmesh.bus.v1.GenerateRequest
-	(*GenerateChunk)(nil),          // 8: llmesh.bus.v1.GenerateChunk
-	(*EncodeRequest)(nil),          // 9: llmesh.bus.v1.EncodeRequest
-	(*TokenIDs)(nil),               // 10: llmesh.bus.v1.TokenIDs
-	(*EncodeReply)(nil),            // 11: llmesh.bus.v1.EncodeReply
-	(*DecodeRequest)(nil),          // 12: llmesh.bus.v1.DecodeRequest
-	(*DecodeReply)(nil),            // 13: llmesh.bus.v1.DecodeReply
-	(*ModelRecord)(nil),            // 14: llmesh.bus.v1.ModelRecord
-	(*DatasetRecord)(nil),          // 15: llmesh.bus.v1.DatasetRecord
-	(*TokenizerRecord)(nil),        // 16: llmesh.bus.v1.TokenizerRecord
-	(*SwapBackendRequest)(nil),     // 17: llmesh.bus.v1.SwapBackendRequest
-	(*SwapBackendReply)(nil),       // 18: llmesh.bus.v1.SwapBackendReply
-	(*InferenceStatusRequest)(nil), // 19: llmesh.bus.v1.InferenceStatusRequest
-	(*InferenceStatus)(nil),        // 20: llmesh.bus.v1.InferenceStatus
-	(*ServedModel)(nil),            // 21: llmesh.bus.v1.ServedModel
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*GenerateCancel)(nil),         // 8: llmesh.bus.v1.GenerateCancel
+	(*GenerateChunk)(nil),          // 9: llmesh.bus.v1.GenerateChunk
+	(*EncodeRequest)(nil),          // 10: llmesh.bus.v1.EncodeRequest
+	(*TokenIDs)(nil),               // 11: llmesh.bus.v1.TokenIDs
+	(*EncodeReply)(nil),            // 12: llmesh.bus.v1.EncodeReply
+	(*DecodeRequest)(nil),          // 13: llmesh.bus.v1.DecodeRequest
+	(*DecodeReply)(nil),            // 14: llmesh.bus.v1.DecodeReply
+	(*ModelRecord)(nil),            // 15: llmesh.bus.v1.ModelRecord
+	(*DatasetRecord)(nil),          // 16: llmesh.bus.v1.DatasetRecord
+	(*TokenizerRecord)(nil),        // 17: llmesh.bus.v1.TokenizerRecord
+	(*SwapBackendRequest)(nil),     // 18: llmesh.bus.v1.SwapBackendRequest
+	(*SwapBackendReply)(nil),       // 19: llmesh.bus.v1.SwapBackendReply
+	(*InferenceStatusRequest)(nil), // 20: llmesh.bus.v1.InferenceStatusRequest
+	(*InferenceStatus)(nil),        // 21: llmesh.bus.v1.InferenceStatus
+	(*ServedModel)(nil),            // 22: llmesh.bus.v1.ServedModel
+	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
 }
 var file_llmesh_bus_v1_bus_proto_depIdxs = []int32{
-	22, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
+	23, // 0: llmesh.bus.v1.JobEnvelope.submitted_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: llmesh.bus.v1.JobRecord.state:type_name -> llmesh.bus.v1.JobState
-	22, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
-	22, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	23, // 2: llmesh.bus.v1.JobRecord.submitted_at:type_name -> google.protobuf.Timestamp
+	23, // 3: llmesh.bus.v1.JobRecord.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 4: llmesh.bus.v1.Event.time:type_name -> google.protobuf.Timestamp
 	3,  // 5: llmesh.bus.v1.Event.progress:type_name -> llmesh.bus.v1.Progress
 	4,  // 6: llmesh.bus.v1.Event.metric:type_name -> llmesh.bus.v1.Metric
 	5,  // 7: llmesh.bus.v1.Event.artifact:type_name -> llmesh.bus.v1.Artifact
-	10, // 8: llmesh.bus.v1.EncodeReply.tokens:type_name -> llmesh.bus.v1.TokenIDs
-	10, // 9: llmesh.bus.v1.DecodeRequest.tokens:type_name -> llmesh.bus.v1.TokenIDs
-	22, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
-	22, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
-	22, // 12: llmesh.bus.v1.TokenizerRecord.created_at:type_name -> google.protobuf.Timestamp
-	21, // 13: llmesh.bus.v1.InferenceStatus.models:type_name -> llmesh.bus.v1.ServedModel
+	11, // 8: llmesh.bus.v1.EncodeReply.tokens:type_name -> llmesh.bus.v1.TokenIDs
+	11, // 9: llmesh.bus.v1.DecodeRequest.tokens:type_name -> llmesh.bus.v1.TokenIDs
+	23, // 10: llmesh.bus.v1.ModelRecord.created_at:type_name -> google.protobuf.Timestamp
+	23, // 11: llmesh.bus.v1.DatasetRecord.created_at:type_name -> google.protobuf.Timestamp
+	23, // 12: llmesh.bus.v1.TokenizerRecord.created_at:type_name -> google.protobuf.Timestamp
+	22, // 13: llmesh.bus.v1.InferenceStatus.models:type_name -> llmesh.bus.v1.ServedModel
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -1983,7 +2111,7 @@ func file_llmesh_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_bus_v1_bus_proto_rawDesc), len(file_llmesh_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
