@@ -46,22 +46,31 @@ func span(rows, cols, ld int) int {
 // checkGemm panics, like the portable kernels, on sizes that do not fit
 // the slices, and on sizes cuBLAS's 32-bit ints cannot hold.
 func checkGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("sgemm: negative size m=%d n=%d k=%d", m, n, k))
+	if err := checkGemmShape(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
+		panic("sgemm: " + err.Error())
 	}
-	need := func(name string, rows, cols, ld int, buf []float32) {
+}
+
+// checkGemmShape checks a row-major GEMM's sizes against its operands'
+// lengths (in elements) and cuBLAS's 32-bit limits.
+func checkGemmShape(transA, transB bool, m, n, k int, lenA, lda, lenB, ldb, lenC, ldc int) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("negative size m=%d n=%d k=%d", m, n, k)
+	}
+	need := func(name string, rows, cols, ld, have int) error {
 		if rows == 0 || cols == 0 {
-			return
+			return nil
 		}
 		if ld < cols {
-			panic(fmt.Sprintf("sgemm: leading dimension of %s %d is below its %d columns", name, ld, cols))
+			return fmt.Errorf("leading dimension of %s %d is below its %d columns", name, ld, cols)
 		}
 		if ld > math.MaxInt32 || rows > math.MaxInt32 {
-			panic(fmt.Sprintf("sgemm: %s of %d rows with stride %d exceeds cuBLAS's 32-bit sizes", name, rows, ld))
+			return fmt.Errorf("%s of %d rows with stride %d exceeds cuBLAS's 32-bit sizes", name, rows, ld)
 		}
-		if s := span(rows, cols, ld); len(buf) < s {
-			panic(fmt.Sprintf("sgemm: %s has %d elements, needs %d", name, len(buf), s))
+		if s := span(rows, cols, ld); have < s {
+			return fmt.Errorf("%s has %d elements, needs %d", name, have, s)
 		}
+		return nil
 	}
 	ra, ca := m, k
 	if transA {
@@ -71,9 +80,13 @@ func checkGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 	if transB {
 		rb, cb = n, k
 	}
-	need("a", ra, ca, lda, a)
-	need("b", rb, cb, ldb, b)
-	need("c", m, n, ldc, c)
+	if err := need("a", ra, ca, lda, lenA); err != nil {
+		return err
+	}
+	if err := need("b", rb, cb, ldb, lenB); err != nil {
+		return err
+	}
+	return need("c", m, n, ldc, lenC)
 }
 
 // gemmDevice is what sgemmVia needs from a device: three operand slots,
@@ -146,10 +159,12 @@ func sgemmVia(dev gemmDevice, transA, transB bool, m, n, k int, alpha float32, a
 
 // cublas is libcublas's entry points.
 type cublas struct {
-	lib           string
-	create        func(h *uintptr) int32
-	destroy       func(h uintptr) int32
-	sgemm         func(h uintptr, transa, transb int32, m, n, k int32, alpha *float32, a DevicePtr, lda int32, b DevicePtr, ldb int32, beta *float32, c DevicePtr, ldc int32) int32
+	lib     string
+	create  func(h *uintptr) int32
+	destroy func(h uintptr) int32
+	sgemm   func(h uintptr, transa, transb int32, m, n, k int32, alpha *float32, a DevicePtr, lda int32, b DevicePtr, ldb int32, beta *float32, c DevicePtr, ldc int32) int32
+	// gemmEx is the mixed-precision GEMM (optional: cuBLAS 8+).
+	gemmEx        func(h uintptr, transa, transb int32, m, n, k int32, alpha *float32, a DevicePtr, atype int32, lda int32, b DevicePtr, btype int32, ldb int32, beta *float32, c DevicePtr, ctype int32, ldc int32, computeType int32, algo int32) int32
 	getStatusName func(status int32) string // optional (cuBLAS 11.4+)
 }
 
@@ -163,6 +178,7 @@ func loadCUBLAS() (*cublas, error) {
 		"cublasCreate_v2":      &c.create,
 		"cublasDestroy_v2":     &c.destroy,
 		"cublasSgemm_v2":       &c.sgemm,
+		"cublasGemmEx?":        &c.gemmEx,
 		"cublasGetStatusName?": &c.getStatusName,
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)

@@ -358,6 +358,8 @@ func TestSources(t *testing.T) {
 		"kernels/softmax_xent.cu": {"softmax_xent"},
 		"kernels/layernorm.cu":    {"layernorm_forward"},
 		"kernels/adamw.cu":        {"adamw_update"},
+		"kernels/attention.cu":    {"flash_attn_forward", "attn_row_dot", "flash_attn_backward_dq", "flash_attn_backward_dkv"},
+		"kernels/precision.cu":    {"f32_to_bf16", "bf16_to_f32", "f32_to_f16", "f16_to_f32", "unscale_check"},
 	}
 	for name, kernels := range files {
 		t.Run(name, func(t *testing.T) {

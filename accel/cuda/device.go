@@ -264,3 +264,10 @@ func (d *Device) free(b *buffer) {
 		b.ptr, b.bytes = 0, 0
 	}
 }
+
+func (d *Device) dtohBytes(dst unsafe.Pointer, src DevicePtr, n int) error {
+	if n == 0 {
+		return nil
+	}
+	return d.drv.check("cuMemcpyDtoH_v2", d.drv.cuMemcpyDtoH(dst, src, uintptr(n)))
+}

@@ -88,7 +88,7 @@ type Kernels struct {
 	d      *Device
 	blas   *cublas
 	handle uintptr
-	bufs   [8]buffer
+	bufs   [12]buffer
 
 	modOnce sync.Once
 	mod     *Module
@@ -101,6 +101,8 @@ var (
 	_ CrossEntropyKernels = (*Kernels)(nil)
 	_ LayerNormKernels    = (*Kernels)(nil)
 	_ AdamWKernels        = (*Kernels)(nil)
+	_ AttentionKernels    = (*Kernels)(nil)
+	_ PrecisionKernels    = (*Kernels)(nil)
 )
 
 // Kernels loads cuBLAS (the first of CUBLASLibraries that loads) and
