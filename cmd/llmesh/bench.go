@@ -22,8 +22,9 @@ import (
 
 // benchAreas are the areas `llmesh bench` measures.
 var benchAreas = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"tokenizer": benchTokenizer,
-	"dataprep":  benchDataprep,
+	"tokenizer":  benchTokenizer,
+	"dataprep":   benchDataprep,
+	"train-step": benchTrainStep,
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/llmesh/llmesh/accel/transformer"
+	"github.com/llmesh/llmesh/services/tokenizer/tokbench"
+)
+
+// trainStepPython is the interpreter that has Debian's python3-torch.
+const trainStepPython = "/usr/bin/python3"
+
+// benchTrainStep measures one training step (forward, backward, AdamW) of
+// the reference GPT in tokens/s, ours in-process and PyTorch's
+// (bench/torch/train_step.py) in the same run.
+func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench train-step", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	vocab := fs.Int("vocab", 4096, "vocabulary size")
+	nctx := fs.Int("ctx", 256, "context length (the sequence length trained)")
+	embd := fs.Int("embd", 256, "d_model")
+	layers := fs.Int("layers", 4, "layers")
+	heads := fs.Int("heads", 4, "attention heads")
+	batch := fs.Int("batch", 8, "sequences per step")
+	steps := fs.Int("steps", 3, "timed steps (after one warmup step)")
+	threads := fs.Int("threads", 2, "cores for both sides")
+	script := fs.String("torch-script", "", "PyTorch partner (default: bench/torch/train_step.py found from here or above)")
+	noTorch := fs.Bool("no-torch", false, "skip the PyTorch partner")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: bench train-step takes no arguments", errUsage)
+	}
+	if *steps < 1 || *threads < 1 || *batch < 1 {
+		return fmt.Errorf("%w: --steps, --threads and --batch must be positive", errUsage)
+	}
+	cfg := transformer.Config{VocabSize: *vocab, NCtx: *nctx, NEmbd: *embd, NLayer: *layers, NHead: *heads}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// Before the model's worker pool starts: it is sized from GOMAXPROCS.
+	runtime.GOMAXPROCS(*threads)
+	kernels, kname := trainStepKernels()
+	log := io.Discard
+	if !*asJSON {
+		log = stderr
+	}
+	fmt.Fprintf(log, "llmesh: %d warmup + %d timed steps, %s kernels, %d threads\n", 1, *steps, kname, *threads)
+	ours, err := trainStepOurs(cfg, kernels, *batch, *steps)
+	if err != nil {
+		return err
+	}
+	r := tokbench.Result{
+		Name:  fmt.Sprintf("train-step/v%d-t%d-d%d-l%d-h%d-b%d/fp32/threads=%d", *vocab, *nctx, *embd, *layers, *heads, *batch, *threads),
+		Unit:  "tokens/s",
+		Value: ours,
+		Note:  kname + " kernels; forward+backward+AdamW",
+	}
+	switch {
+	case *noTorch:
+		r.Missing("pytorch", "skipped (--no-torch)")
+	default:
+		fmt.Fprintln(log, "pytorch: trying its thread settings")
+		v, note, err := trainStepTorch(ctx, *script, *vocab, *nctx, *embd, *layers, *heads, *batch, *steps, *threads)
+		if err != nil {
+			r.Missing("pytorch", err.Error())
+		} else {
+			r.Compare("pytorch", v, true)
+			r.AddNote(note)
+		}
+	}
+	return writeBench(stdout, "train-step", *asJSON, []tokbench.Result{r})
+}
+
+// trainStepOurs returns tokens/s of ForwardBackward + AdamW on random
+// tokens, after one warmup step.
+func trainStepOurs(cfg transformer.Config, k transformer.Kernels, B, steps int) (float64, error) {
+	T := cfg.NCtx
+	m := transformer.New(cfg, k, 1)
+	opt := transformer.NewAdamW(transformer.AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}, m)
+	r := rand.New(rand.NewPCG(1, 2))
+	in, tg := make([]int32, B*T), make([]int32, B*T)
+	for i := range in {
+		in[i], tg[i] = int32(r.IntN(cfg.VocabSize)), int32(r.IntN(cfg.VocabSize))
+	}
+	step := func() error {
+		m.ZeroGrads()
+		if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
+			return err
+		}
+		opt.Step(m.ParamData(), m.Grads(), 3e-4)
+		return nil
+	}
+	if err := step(); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	for range steps {
+		if err := step(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(B*T*steps) / time.Since(t0).Seconds(), nil
+}
+
+// trainStepTorch runs the PyTorch partner and returns its best tokens/s
+// with a note naming the thread setting that gave it.
+func trainStepTorch(ctx context.Context, script string, vocab, nctx, embd, layers, heads, batch, steps, threads int) (float64, string, error) {
+	if script == "" {
+		wd, _ := os.Getwd()
+		script = trainStepFindUp(wd, filepath.Join("bench", "torch", "train_step.py"))
+		if script == "" {
+			return 0, "", errors.New("bench/torch/train_step.py not found from the working directory (pass --torch-script)")
+		}
+	}
+	if err := exec.CommandContext(ctx, trainStepPython, "-c", "import torch").Run(); err != nil {
+		return 0, "", fmt.Errorf("%s cannot import torch (apt-get install python3-torch): %v", trainStepPython, err)
+	}
+	cmd := exec.CommandContext(ctx, trainStepPython, script,
+		fmt.Sprint("--vocab=", vocab), fmt.Sprint("--ctx=", nctx), fmt.Sprint("--embd=", embd),
+		fmt.Sprint("--layers=", layers), fmt.Sprint("--heads=", heads), fmt.Sprint("--batch=", batch),
+		fmt.Sprint("--steps=", steps), fmt.Sprint("--threads=", threads))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return 0, "", fmt.Errorf("pytorch partner failed: %v: %s %s", err, bytes.TrimSpace(out.Bytes()), trainStepTail(errb.String(), 300))
+	}
+	var res struct {
+		TokensPerS float64 `json:"tokens_per_s"`
+		Best       struct {
+			Torch         string `json:"torch"`
+			SetNumThreads int    `json:"set_num_threads"`
+			BlasThreads   int    `json:"blas_threads"`
+		} `json:"best"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &res); err != nil || res.TokensPerS <= 0 {
+		return 0, "", fmt.Errorf("pytorch partner printed %q: %v", trainStepTail(out.String(), 300), err)
+	}
+	return res.TokensPerS, fmt.Sprintf("pytorch %s best at set_num_threads(%d), OPENBLAS/OMP threads %d",
+		res.Best.Torch, res.Best.SetNumThreads, res.Best.BlasThreads), nil
+}
+
+// trainStepFindUp returns the first dir/rel that exists in start or a folder above
+// it, or "".
+func trainStepFindUp(start, rel string) string {
+	for d := start; d != ""; {
+		p := filepath.Join(d, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		up := filepath.Dir(d)
+		if up == d {
+			break
+		}
+		d = up
+	}
+	return ""
+}
+
+func trainStepTail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// trainStepKernels picks the fastest kernels this build has.
+func trainStepKernels() (transformer.Kernels, string) {
+	return transformer.PortableKernels(), "portable"
+}
