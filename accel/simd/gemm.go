@@ -1,0 +1,405 @@
+package simd
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"unsafe"
+)
+
+// floatKernel computes one mr×nr tile: C = alpha·Apanel·Bpanel + beta·C,
+// reading C only when beta ≠ 0. kc counts the dwords of a panel row (one
+// float32, or a pair of bf16).
+type floatKernel func(kc int, a, b, c unsafe.Pointer, ldc int, alpha, beta float32)
+
+// int8Func computes one mr×nr INT8 tile, writing
+// C = aScale[r]·bScale[j]·(acc − comp[j]).
+type int8Func func(kc int, a, b, c unsafe.Pointer, ldc int, comp, aScale, bScale unsafe.Pointer)
+
+// geometry is a microkernel and the blocking around it: A blocks of mc
+// rows by kc (in elements), B slabs of kc by nc, panels of mr rows and nr
+// columns.
+type geometry struct {
+	mr, nr, kc, mc, nc int
+	kern               floatKernel
+}
+
+var genericGeometry = geometry{mr: 4, nr: 8, kc: 256, mc: 64, nc: 1024, kern: genericKernel}
+
+// Below this many multiply-adds a product runs on the calling goroutine.
+const parallelMinWork = 1 << 15
+
+// genericKernel is the portable 4×8 microkernel, one row at a time (the
+// Go compiler keeps eight accumulators in registers; more spill).
+func genericKernel(kc int, a, b, c unsafe.Pointer, ldc int, alpha, beta float32) {
+	const mr, nr = 4, 8
+	ap := unsafe.Slice((*float32)(a), kc*mr)
+	bp := unsafe.Slice((*float32)(b), kc*nr)
+	cp := unsafe.Slice((*float32)(c), (mr-1)*ldc+nr)
+	for r := range mr {
+		var c0, c1, c2, c3, c4, c5, c6, c7 float32
+		for p := range kc {
+			av := ap[p*mr+r]
+			bv := bp[p*nr : p*nr+nr : p*nr+nr]
+			c0 += av * bv[0]
+			c1 += av * bv[1]
+			c2 += av * bv[2]
+			c3 += av * bv[3]
+			c4 += av * bv[4]
+			c5 += av * bv[5]
+			c6 += av * bv[6]
+			c7 += av * bv[7]
+		}
+		row := cp[r*ldc : r*ldc+nr : r*ldc+nr]
+		acc := [nr]float32{c0, c1, c2, c3, c4, c5, c6, c7}
+		for s := range nr {
+			if beta == 0 {
+				row[s] = alpha * acc[s]
+			} else {
+				row[s] = alpha*acc[s] + beta*row[s]
+			}
+		}
+	}
+}
+
+// checkGemm panics with a clear message when a matrix is too short for
+// its shape and stride (as the runtime's portable Sgemm does).
+func checkGemm(op string, transA, transB bool, m, n, k int, la, lda, lb, ldb, lc, ldc int) {
+	need := func(name string, rows, cols, ld, have int) {
+		if rows == 0 || cols == 0 {
+			return
+		}
+		if ld < cols {
+			panic(fmt.Sprintf("%s: leading dimension of %s %d is below its %d columns", op, name, ld, cols))
+		}
+		if n := (rows-1)*ld + cols; have < n {
+			panic(fmt.Sprintf("%s: %s has %d elements, needs %d", op, name, have, n))
+		}
+	}
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("%s: negative size m=%d n=%d k=%d", op, m, n, k))
+	}
+	if transA {
+		need("a", k, m, lda, la)
+	} else {
+		need("a", m, k, lda, la)
+	}
+	if transB {
+		need("b", n, k, ldb, lb)
+	} else {
+		need("b", k, n, ldb, lb)
+	}
+	need("c", m, n, ldc, lc)
+}
+
+// scaleC sets C = beta·C (beta 0 clears, NaNs included).
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 1:
+		case 0:
+			clear(row)
+		default:
+			for x := range row {
+				row[x] *= beta
+			}
+		}
+	}
+}
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major float32
+// matrices (op(X) is X or Xᵀ; op(A) m×k, op(B) k×n, C m×n; strides lda,
+// ldb, ldc). beta 0 does not read C. It has the signature of the
+// runtime's Kernels.Sgemm and panics on a matrix too short for its shape.
+func (k *Kernels) Sgemm(transA, transB bool, m, n, kk int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm("sgemm", transA, transB, m, n, kk, len(a), lda, len(b), ldb, len(c), ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || kk == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	j := gemmJobs.Get().(*gemmJob)
+	*j = gemmJob{g: k.f32, kind: kindF32, transA: transA, transB: transB, m: m, n: n, k: kk,
+		alpha: alpha, beta: beta, a: a, b: b, lda: lda, ldb: ldb, c: c, ldc: ldc}
+	k.runGemm(j)
+	*j = gemmJob{}
+	gemmJobs.Put(j)
+}
+
+type gemmKind uint8
+
+const (
+	kindF32       gemmKind = iota
+	kindBF16Pairs          // bf16 packed as pairs for VDPBF16PS
+	kindBF16Wide           // bf16 widened to float32 while packing
+)
+
+// gemmJob is one float32 or bf16 product in flight; recycled.
+type gemmJob struct {
+	g              geometry
+	kind           gemmKind
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b           []float32
+	ah, bh         []uint16
+	lda, ldb       int
+	c              []float32
+	ldc            int
+
+	// The slab being computed: columns jc..jc+nc, k range pc..pc+kc.
+	jc, nc, pc, kc int
+	betaNow        float32
+	bp             []float32 // packed B slab
+	packing        bool      // the phase: pack B, or compute
+	chunk          int       // B panels per packing piece
+	mc, mBlocks    int
+	nGroups, group int // C columns of a slab split in nGroups; panels per group
+}
+
+var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
+
+// units returns how many kernel dwords hold kc elements.
+func (j *gemmJob) units(kc int) int {
+	if j.kind == kindBF16Pairs {
+		return (kc + 1) / 2
+	}
+	return kc
+}
+
+func (k *Kernels) runGemm(j *gemmJob) {
+	g := j.g
+	threads := k.threads
+	if j.m*j.n*j.k < parallelMinWork {
+		threads = 1
+	}
+	j.mBlocks = ceilDiv(j.m, g.mc)
+	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*g.mr*threads {
+		j.mBlocks = roundUp(j.mBlocks, threads)
+	}
+	j.mc = roundUp(ceilDiv(j.m, j.mBlocks), g.mr)
+	j.mBlocks = ceilDiv(j.m, j.mc)
+	j.nGroups = 1
+	if threads > 1 && j.mBlocks < threads {
+		j.nGroups = threads
+	}
+	bbuf := getF32(g.kc * roundUp(min(g.nc, j.n), g.nr))
+	j.bp = *bbuf
+	for j.jc = 0; j.jc < j.n; j.jc += g.nc {
+		j.nc = min(g.nc, j.n-j.jc)
+		panels := ceilDiv(j.nc, g.nr)
+		for j.pc = 0; j.pc < j.k; j.pc += g.kc {
+			j.kc = min(g.kc, j.k-j.pc)
+			j.betaNow = j.beta
+			if j.pc > 0 {
+				j.betaNow = 1
+			}
+			j.packing = true
+			if threads == 1 {
+				j.chunk = panels
+				j.run(0)
+			} else {
+				j.chunk = ceilDiv(panels, 4*threads)
+				k.pool.run(j, ceilDiv(panels, j.chunk))
+			}
+			j.packing = false
+			groups := min(j.nGroups, panels)
+			j.group = ceilDiv(panels, groups)
+			pieces := j.mBlocks * ceilDiv(panels, j.group)
+			if threads == 1 {
+				for i := range pieces {
+					j.run(i)
+				}
+			} else {
+				k.pool.run(j, pieces)
+			}
+		}
+	}
+	putF32(bbuf)
+}
+
+func (j *gemmJob) run(i int) {
+	g := j.g
+	kcu := j.units(j.kc)
+	panels := ceilDiv(j.nc, g.nr)
+	if j.packing {
+		for q := i * j.chunk; q < min((i+1)*j.chunk, panels); q++ {
+			j.packB(j.bp[q*kcu*g.nr:(q+1)*kcu*g.nr], q*g.nr)
+		}
+		return
+	}
+	groups := ceilDiv(panels, j.group)
+	ib, gi := i/groups, i%groups
+	i0 := ib * j.mc
+	mc := min(j.mc, j.m-i0)
+	abuf := getF32(roundUp(mc, g.mr) * kcu)
+	ap := *abuf
+	j.packA(ap, i0, mc)
+	var tmp [14 * 32]float32
+	for q := gi * j.group; q < min((gi+1)*j.group, panels); q++ {
+		bq := unsafe.Pointer(&j.bp[q*kcu*g.nr])
+		col := j.jc + q*g.nr
+		cols := min(g.nr, j.n-col)
+		for ir := 0; ir < mc; ir += g.mr {
+			aq := unsafe.Pointer(&ap[ir*kcu])
+			rows := min(g.mr, mc-ir)
+			off := (i0+ir)*j.ldc + col
+			if rows == g.mr && cols == g.nr {
+				g.kern(kcu, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, j.alpha, j.betaNow)
+				continue
+			}
+			g.kern(kcu, aq, bq, unsafe.Pointer(&tmp[0]), g.nr, j.alpha, 0)
+			for r := range rows {
+				dst := j.c[off+r*j.ldc : off+r*j.ldc+cols]
+				src := tmp[r*g.nr : r*g.nr+cols]
+				if j.betaNow == 0 {
+					copy(dst, src)
+					continue
+				}
+				for s, v := range src {
+					dst[s] = v + j.betaNow*dst[s]
+				}
+			}
+		}
+	}
+	putF32(abuf)
+}
+
+// packA copies op(A)[i0:i0+mc, pc:pc+kc] into panels of mr rows, kc
+// units each, unit-major; rows past mc are zero.
+func (j *gemmJob) packA(dst []float32, i0, mc int) {
+	mr, kc, p0 := j.g.mr, j.kc, j.pc
+	kcu := j.units(kc)
+	for ir := 0; ir < mc; ir += mr {
+		panel := dst[ir*kcu : (ir+mr)*kcu]
+		rows := min(mr, mc-ir)
+		if rows < mr {
+			clear(panel)
+		}
+		switch j.kind {
+		case kindF32:
+			if j.transA {
+				for p := range kc {
+					copy(panel[p*mr:p*mr+rows], j.a[(p0+p)*j.lda+i0+ir:])
+				}
+				continue
+			}
+			for r := range rows {
+				src := j.a[(i0+ir+r)*j.lda+p0:][:kc]
+				for p, v := range src {
+					panel[p*mr+r] = v
+				}
+			}
+		case kindBF16Wide:
+			for r := range rows {
+				for p := range kc {
+					panel[p*mr+r] = widen(j.ah[j.aIndex(i0+ir+r, p0+p)])
+				}
+			}
+		case kindBF16Pairs:
+			u := f32AsU32(panel)
+			for r := range rows {
+				i := i0 + ir + r
+				for q := range kcu {
+					lo := uint32(j.ah[j.aIndex(i, p0+2*q)])
+					var hi uint32
+					if 2*q+1 < kc {
+						hi = uint32(j.ah[j.aIndex(i, p0+2*q+1)])
+					}
+					u[q*mr+r] = lo | hi<<16
+				}
+			}
+		}
+	}
+}
+
+func (j *gemmJob) aIndex(i, p int) int {
+	if j.transA {
+		return p*j.lda + i
+	}
+	return i*j.lda + p
+}
+
+func (j *gemmJob) bIndex(p, c int) int {
+	if j.transB {
+		return c*j.ldb + p
+	}
+	return p*j.ldb + c
+}
+
+// packB copies op(B)[pc:pc+kc, c0:c0+nr] (c0 relative to the slab) into
+// one panel of nr columns, unit-major; columns past n are zero.
+func (j *gemmJob) packB(panel []float32, c0 int) {
+	nr, kc, p0 := j.g.nr, j.kc, j.pc
+	col := j.jc + c0
+	cols := min(nr, j.n-col)
+	if cols < nr {
+		clear(panel)
+	}
+	kcu := j.units(kc)
+	switch j.kind {
+	case kindF32:
+		if !j.transB {
+			for p := range kc {
+				copy(panel[p*nr:p*nr+cols], j.b[(p0+p)*j.ldb+col:])
+			}
+			return
+		}
+		for s := range cols {
+			src := j.b[(col+s)*j.ldb+p0:][:kc]
+			for p, v := range src {
+				panel[p*nr+s] = v
+			}
+		}
+	case kindBF16Wide:
+		for p := range kc {
+			for s := range cols {
+				panel[p*nr+s] = widen(j.bh[j.bIndex(p0+p, col+s)])
+			}
+		}
+	case kindBF16Pairs:
+		u := f32AsU32(panel)
+		for q := range kcu {
+			for s := range cols {
+				lo := uint32(j.bh[j.bIndex(p0+2*q, col+s)])
+				var hi uint32
+				if 2*q+1 < kc {
+					hi = uint32(j.bh[j.bIndex(p0+2*q+1, col+s)])
+				}
+				u[q*nr+s] = lo | hi<<16
+			}
+		}
+	}
+}
+
+func widen(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+func f32AsU32(x []float32) []uint32 {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&x[0])), len(x))
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }
+
+// Packing buffers, recycled so a warm call does not allocate.
+var f32Bufs sync.Pool
+
+func getF32(n int) *[]float32 {
+	if p, ok := f32Bufs.Get().(*[]float32); ok {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+	}
+	s := make([]float32, n, n+n/4)
+	return &s
+}
+
+func putF32(p *[]float32) { f32Bufs.Put(p) }

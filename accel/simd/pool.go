@@ -1,0 +1,76 @@
+package simd
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// task is a unit of parallel work split into n independent pieces.
+type task interface{ run(i int) }
+
+// parJob hands a task's pieces out to whichever goroutines join it.
+type parJob struct {
+	t    task
+	n    int64
+	next atomic.Int64
+	wg   sync.WaitGroup
+}
+
+func (j *parJob) work() {
+	for {
+		i := j.next.Add(1) - 1
+		if i >= j.n {
+			return
+		}
+		j.t.run(int(i))
+	}
+}
+
+// pool is a fixed set of helper goroutines started once; run splits a
+// task across them and the caller. Jobs are recycled, so a call does not
+// allocate once warm. Handing a job to a helper waits until one is free
+// (back-to-back calls must not lose a helper that is a moment late); this
+// cannot deadlock because no task of this package calls run itself.
+type pool struct {
+	helpers int
+	ch      chan *parJob
+	jobs    sync.Pool
+}
+
+func newPool(threads int) *pool {
+	p := &pool{helpers: max(threads-1, 0), ch: make(chan *parJob)}
+	p.jobs.New = func() any { return new(parJob) }
+	for range p.helpers {
+		go func() {
+			for j := range p.ch {
+				j.work()
+				j.wg.Done()
+			}
+		}()
+	}
+	return p
+}
+
+// run calls t.run(i) for every i in [0, n), in parallel where it can.
+func (p *pool) run(t task, n int) {
+	if n <= 0 {
+		return
+	}
+	if n == 1 || p.helpers == 0 {
+		for i := range n {
+			t.run(i)
+		}
+		return
+	}
+	j := p.jobs.Get().(*parJob)
+	j.t, j.n = t, int64(n)
+	j.next.Store(0)
+	for h := 0; h < p.helpers && h < n-1; h++ {
+		j.wg.Add(1)
+		p.ch <- j
+	}
+	j.work()
+	j.wg.Wait()
+	j.t = nil
+	p.jobs.Put(j)
+}
