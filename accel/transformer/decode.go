@@ -1,0 +1,658 @@
+package transformer
+
+import (
+	"fmt"
+	"math"
+)
+
+// MaxStepTokens bounds the new tokens of one decode step (all sequences
+// together), so that a request cannot size the step buffers without bound.
+// A longer prompt is prefilled over several steps.
+const MaxStepTokens = 8192
+
+// DecodeSeq is one sequence of a decode step: the tokens to append to the
+// cached sequence ID (the whole prompt for an ID the decoder has not seen).
+type DecodeSeq struct {
+	ID     uint64
+	Tokens []int32
+}
+
+// StepResult is what a decode step returns. Its slices belong to the
+// Decoder and stay valid until its next call.
+type StepResult struct {
+	// Logits holds len(seqs) rows of vocab_size: each row is the logits of
+	// the token that follows its sequence.
+	Logits [][]float32
+	// Cached is each sequence's length in the cache after the step.
+	Cached []int
+	// ExitLayers is how many layers ran for each sequence's last token
+	// (n_layer unless it left at an early exit).
+	ExitLayers []int
+	// Reused is, per sequence, how many leading positions came from
+	// another sequence's cached blocks instead of being computed (prefix
+	// reuse on a prefill; 0 otherwise).
+	Reused []int
+}
+
+// Decoder runs batched incremental decoding of one Model over a paged KV
+// cache (see kvCache). One Step takes any mix of prefills (many tokens)
+// and decodes (one token) for different sequences and runs every layer on
+// all new tokens of the step at once — one GEMM per projection over the
+// concatenated rows — with each token attending over its own sequence's
+// cached keys and values under the config's attention pattern
+// (Config.Visible: causal, sliding window, local+global). Positions are
+// absolute: learned positions stop at n_ctx (an error), rotary positions
+// with a sliding window go on without limit (blocks no later token can see
+// are freed as the window passes them; blocks holding global positions
+// stay).
+//
+// Early exit (Step's threshold > 0 on a model with exit heads): after each
+// exit layer the last new token of every sequence still running goes
+// through that exit's norm and the tied embedding; when its top softmax
+// probability reaches the threshold, those logits are its result and it
+// runs no further layers. Its keys and values in the skipped layers are
+// computed from its hidden state at the exit (the state propagation of
+// CALM, Schuster et al. 2022), so later tokens attend over a complete
+// cache; such blocks are not shared through prefix reuse, since they
+// differ from a full computation.
+//
+// A Decoder reads the Model's parameters on every step: after the weights
+// change, call Reset. It is not safe for concurrent use, and allocates
+// nothing per step once its buffers have grown to the largest step seen.
+type Decoder struct {
+	m     *Model
+	cfg   Config
+	k     Kernels
+	pool  *workerPool
+	cache *kvCache
+	// exitAt[l] is the exit head index after layer l+1, or -1.
+	exitAt []int
+
+	ropeCos, ropeSin []float32 // table [n_ctx, head_dim/2]
+
+	step   uint64
+	plan   []seqPlan
+	newIDs map[uint64]int
+
+	// Rows of the step in flight.
+	rows, active int
+	rowSeq       []int32
+	rowPos       []int32
+	rowTok       []int32
+	lastRow      []int32 // per sequence
+	exited       []bool  // per sequence
+	rc, rs       []float32
+
+	capRows                     int
+	x, h, qkv, y, tmp, fc, gate []float32
+	mean, rstd                  []float32
+	capSeqs                     int
+	last, out, logits           []float32
+	res                         StepResult
+	candSeq                     []int32
+	tAttn                       decAttnTask
+	tAct                        decActTask
+}
+
+type seqPlan struct {
+	s      *kvSeq
+	id     uint64
+	isNew  bool
+	from   int     // first position computed this step
+	toks   []int32 // tokens computed this step
+	reused []int32 // prefix blocks shared from the cache (new sequences)
+	chain  uint64  // chain hash through the reused blocks
+}
+
+// NewDecoder returns a decoder for m with a KV cache of at most
+// budgetBlocks blocks (see KVBlockTokens and KVStats.BlockBytes); the
+// memory is allocated as blocks are first needed. The Decoder keeps using
+// m's parameters and kernels.
+func NewDecoder(m *Model, budgetBlocks int) *Decoder {
+	c := m.cfg
+	d := &Decoder{
+		m: m, cfg: c, k: m.k, pool: defaultPool(),
+		cache:  newKVCache(c.NLayer, c.NHead, c.HeadDim(), max(budgetBlocks, 0)),
+		exitAt: make([]int, c.NLayer),
+		newIDs: map[uint64]int{},
+	}
+	for l := range d.exitAt {
+		d.exitAt[l] = -1
+	}
+	for i, l := range c.ExitLayers {
+		d.exitAt[l-1] = i
+	}
+	if c.RoPE() {
+		half := c.HeadDim() / 2
+		d.ropeCos = make([]float32, c.NCtx*half)
+		d.ropeSin = make([]float32, c.NCtx*half)
+		for t := range c.NCtx {
+			d.ropeAngles(t, d.ropeCos[t*half:(t+1)*half], d.ropeSin[t*half:(t+1)*half])
+		}
+	}
+	d.tAttn.d, d.tAct.d = d, d
+	return d
+}
+
+// KVBlockBytes is the size of one KV-cache block for cfg, in bytes.
+func KVBlockBytes(cfg Config) int {
+	return 4 * cfg.NLayer * 2 * cfg.NEmbd * KVBlockTokens
+}
+
+func (d *Decoder) ropeAngles(t int, cos, sin []float32) {
+	hd := d.cfg.HeadDim()
+	for i := range cos {
+		theta := float64(t) * math.Pow(10000, -2*float64(i)/float64(hd))
+		cos[i] = float32(math.Cos(theta))
+		sin[i] = float32(math.Sin(theta))
+	}
+}
+
+// Stats describes the KV cache.
+func (d *Decoder) Stats() KVStats { return d.cache.stats() }
+
+// Len is how many positions sequence id holds (0 when unknown).
+func (d *Decoder) Len(id uint64) int {
+	if s, ok := d.cache.seqs[id]; ok {
+		return s.n
+	}
+	return 0
+}
+
+// Release frees the cached sequences; unknown ids are ignored.
+func (d *Decoder) Release(ids ...uint64) {
+	for _, id := range ids {
+		d.cache.release(id)
+	}
+}
+
+// Reset drops every cached sequence and every block kept for prefix reuse
+// (the weights changed).
+func (d *Decoder) Reset() { d.cache.reset() }
+
+// maxPos is the first position a sequence may not reach (0: no limit).
+func (d *Decoder) maxPos() int {
+	if d.cfg.RoPE() && d.cfg.AttnWindow > 0 {
+		return 0
+	}
+	return d.cfg.NCtx
+}
+
+// Step releases the ids in release, then appends each sequence's tokens to
+// its cache and returns the logits that follow each sequence. On an error
+// no sequence has changed (released ones stay released).
+func (d *Decoder) Step(seqs []DecodeSeq, release []uint64, exitThreshold float32) (StepResult, error) {
+	d.Release(release...)
+	d.step++
+	if len(seqs) == 0 {
+		return StepResult{}, fmt.Errorf("%w: no sequences", ErrInvalidInput)
+	}
+	if math.IsNaN(float64(exitThreshold)) || exitThreshold < 0 {
+		return StepResult{}, fmt.Errorf("%w: exit threshold %v must be non-negative", ErrInvalidInput, exitThreshold)
+	}
+	if err := d.planStep(seqs); err != nil {
+		return StepResult{}, err
+	}
+	d.run(exitThreshold)
+	return d.res, nil
+}
+
+// planStep validates the step, finds reusable prefixes and reserves
+// blocks. On an error it leaves the cache as it was.
+func (d *Decoder) planStep(seqs []DecodeSeq) error {
+	c, cache := d.cfg, d.cache
+	clear(d.newIDs)
+	d.plan = d.plan[:0]
+	rows, need := 0, 0
+	undo := func() {
+		for _, p := range d.plan {
+			for _, b := range p.reused {
+				cache.drop(b)
+			}
+		}
+		d.plan = d.plan[:0]
+	}
+	fail := func(err error) error { undo(); return err }
+	limit := d.maxPos()
+	for i, sq := range seqs {
+		if len(sq.Tokens) == 0 {
+			return fail(fmt.Errorf("%w: sequence %d (id %d) appends no tokens", ErrInvalidInput, i, sq.ID))
+		}
+		for j, t := range sq.Tokens {
+			if t < 0 || int(t) >= c.VocabSize {
+				return fail(fmt.Errorf("%w: sequence %d (id %d): token %d at index %d is outside vocab_size %d", ErrInvalidInput, i, sq.ID, t, j, c.VocabSize))
+			}
+		}
+		p := seqPlan{id: sq.ID, toks: sq.Tokens}
+		if s, ok := cache.seqs[sq.ID]; ok {
+			if s.step == d.step {
+				return fail(fmt.Errorf("%w: sequence id %d appears twice in one step", ErrInvalidInput, sq.ID))
+			}
+			s.step = d.step
+			p.s, p.from = s, s.n
+		} else {
+			if j, dup := d.newIDs[sq.ID]; dup {
+				return fail(fmt.Errorf("%w: sequence id %d appears twice in one step (sequences %d and %d)", ErrInvalidInput, sq.ID, j, i))
+			}
+			d.newIDs[sq.ID] = i
+			p.isNew = true
+			if limit == 0 || len(sq.Tokens) <= limit {
+				d.reusePrefix(&p)
+			}
+		}
+		end := p.from + len(p.toks)
+		if limit > 0 && end > limit {
+			return fail(fmt.Errorf("%w: sequence %d (id %d) would reach %d positions, beyond n_ctx %d", ErrInvalidInput, i, sq.ID, end, limit))
+		}
+		rows += len(p.toks)
+		if rows > MaxStepTokens {
+			return fail(fmt.Errorf("%w: the step appends more than %d tokens; split the prefill", ErrInvalidInput, MaxStepTokens))
+		}
+		have := len(p.reused)
+		if !p.isNew {
+			have = len(p.s.table)
+		}
+		need += max(0, (end+KVBlockTokens-1)/KVBlockTokens-have)
+		d.plan = append(d.plan, p)
+	}
+	if need > cache.available() {
+		undo()
+		return cache.fullError(need)
+	}
+	// Commit: create new sequences and give every sequence its blocks.
+	for i := range d.plan {
+		p := &d.plan[i]
+		if p.isNew {
+			s := cache.newSeq()
+			s.table = append(s.table, p.reused...)
+			s.n, s.chain, s.step = p.from, p.chain, d.step
+			cache.seqs[p.id] = s
+			p.s = s
+		}
+		cache.grow(p.s, p.from+len(p.toks))
+	}
+	d.rows = rows
+	return nil
+}
+
+// reusePrefix shares the registered blocks that match the leading full
+// blocks of a new sequence's prompt, keeping at least its last token to
+// compute (its logits are the result).
+func (d *Decoder) reusePrefix(p *seqPlan) {
+	toks := p.toks
+	var parent uint64
+	for b := 0; (b+1)*KVBlockTokens < len(toks); b++ {
+		blk, h, ok := d.cache.lookup(parent, toks[b*KVBlockTokens:(b+1)*KVBlockTokens])
+		if !ok {
+			break
+		}
+		d.cache.retain(blk)
+		p.reused = append(p.reused, blk)
+		parent = h
+	}
+	n := len(p.reused) * KVBlockTokens
+	p.from, p.toks, p.chain = n, toks[n:], parent
+}
+
+// ensure sizes the per-row and per-sequence buffers.
+func (d *Decoder) ensure(rows, seqs int) {
+	D, half := d.cfg.NEmbd, d.cfg.HeadDim()/2
+	if rows > d.capRows {
+		n := max(rows, 2*d.capRows)
+		d.rowSeq = make([]int32, n)
+		d.rowPos = make([]int32, n)
+		d.rowTok = make([]int32, n)
+		d.x = make([]float32, n*D)
+		d.h = make([]float32, n*D)
+		d.qkv = make([]float32, n*3*D)
+		d.y = make([]float32, n*D)
+		d.tmp = make([]float32, n*D)
+		d.fc = make([]float32, n*4*D)
+		if d.cfg.SwiGLU() {
+			d.gate = make([]float32, n*4*D)
+		}
+		d.mean = make([]float32, n)
+		d.rstd = make([]float32, n)
+		if d.cfg.RoPE() {
+			d.rc = make([]float32, n*half)
+			d.rs = make([]float32, n*half)
+		}
+		d.capRows = n
+	}
+	if seqs > d.capSeqs {
+		n := max(seqs, 2*d.capSeqs)
+		V := d.cfg.VocabSize
+		d.lastRow = make([]int32, n)
+		d.exited = make([]bool, n)
+		d.candSeq = make([]int32, n)
+		d.last = make([]float32, n*D)
+		d.out = make([]float32, n*V)
+		d.logits = make([]float32, n*V)
+		d.res = StepResult{
+			Logits: make([][]float32, n), Cached: make([]int, n),
+			ExitLayers: make([]int, n), Reused: make([]int, n),
+		}
+		for i := range n {
+			d.res.Logits[i] = d.logits[i*V : (i+1)*V : (i+1)*V]
+		}
+		d.capSeqs = n
+	}
+}
+
+// run computes the planned step and fills d.res.
+func (d *Decoder) run(threshold float32) {
+	c := d.cfg
+	D, V, H, hd := c.NEmbd, c.VocabSize, c.NHead, c.HeadDim()
+	half := hd / 2
+	nSeq := len(d.plan)
+	d.ensure(d.rows, nSeq)
+	d.res.Logits = d.res.Logits[:nSeq]
+	d.res.Cached = d.res.Cached[:nSeq]
+	d.res.ExitLayers = d.res.ExitLayers[:nSeq]
+	d.res.Reused = d.res.Reused[:nSeq]
+	// Rows and embeddings.
+	r := 0
+	for i, p := range d.plan {
+		for j, t := range p.toks {
+			pos := p.from + j
+			d.rowSeq[r], d.rowPos[r], d.rowTok[r] = int32(i), int32(pos), t
+			row := d.x[r*D : (r+1)*D]
+			copy(row, d.m.p.wte[int(t)*D:int(t+1)*D])
+			if c.RoPE() {
+				cs, sn := d.rc[r*half:(r+1)*half], d.rs[r*half:(r+1)*half]
+				if pos < c.NCtx {
+					copy(cs, d.ropeCos[pos*half:])
+					copy(sn, d.ropeSin[pos*half:])
+				} else {
+					d.ropeAngles(pos, cs, sn)
+				}
+			} else {
+				pe := d.m.p.wpe[pos*D : (pos+1)*D]
+				for k, v := range pe {
+					row[k] += v
+				}
+			}
+			r++
+		}
+		d.lastRow[i] = int32(r - 1)
+		d.exited[i] = false
+		d.res.ExitLayers[i] = c.NLayer
+		d.res.Reused[i] = len(p.reused) * KVBlockTokens
+	}
+	N := d.rows
+	d.active = N
+	exits := threshold > 0 && len(c.ExitLayers) > 0
+	for l := range c.NLayer {
+		lp := &d.m.p.layers[l]
+		// Every row, exited ones included, gets this layer's K and V.
+		normForward(d.h, d.mean, d.rstd, d.x[:N*D], lp.ln1W, lp.ln1B, N, D)
+		d.linear(d.qkv, d.h, lp.attnW, lp.attnB, N, D, 3*D)
+		if c.RoPE() {
+			d.rope(N)
+		}
+		d.storeKV(l, N)
+		A := d.active
+		if A == 0 {
+			continue
+		}
+		d.tAttn.layer = l
+		d.pool.run(&d.tAttn, A*H)
+		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
+		addTo(d.x[:A*D], d.tmp[:A*D])
+		normForward(d.h, d.mean, d.rstd, d.x[:A*D], lp.ln2W, lp.ln2B, A, D)
+		d.linear(d.fc, d.h, lp.fcW, lp.fcB, A, D, 4*D)
+		if c.SwiGLU() {
+			d.linear(d.gate, d.h, lp.gateW, lp.gateB, A, D, 4*D)
+		}
+		d.activate(A)
+		d.linear(d.tmp, d.fc, lp.mprojW, lp.mprojB, A, 4*D, D)
+		addTo(d.x[:A*D], d.tmp[:A*D])
+		if exits && d.exitAt[l] >= 0 {
+			d.tryExit(l, threshold)
+		}
+	}
+	// Final norm and logits of the sequences that did not exit.
+	n := 0
+	for i := range nSeq {
+		if !d.exited[i] {
+			d.candSeq[n] = int32(i)
+			copy(d.last[n*D:(n+1)*D], d.x[int(d.lastRow[i])*D:])
+			n++
+		}
+	}
+	if n > 0 {
+		normForward(d.last, d.mean, d.rstd, d.last[:n*D], d.m.p.lnfW, d.m.p.lnfB, n, D)
+		if n == nSeq {
+			d.k.Sgemm(false, true, n, V, D, 1, d.last, D, d.m.p.wte, D, 0, d.logits, V)
+		} else {
+			d.k.Sgemm(false, true, n, V, D, 1, d.last, D, d.m.p.wte, D, 0, d.out, V)
+			for j := range n {
+				i := int(d.candSeq[j])
+				copy(d.logits[i*V:(i+1)*V], d.out[j*V:(j+1)*V])
+			}
+		}
+	}
+	// Record the tokens, register full blocks, drop what the window passed.
+	for i, p := range d.plan {
+		if d.exited[i] {
+			p.s.exact = false
+		}
+		d.cache.commit(p.s, p.from, p.toks)
+		d.cache.dropInvisible(p.s, c.AttnWindow, c.AttnGlobal)
+		d.res.Cached[i] = p.s.n
+	}
+}
+
+// linear computes out[N,O] = in[N,I]·W[I,O] + b with the model's kernels.
+func (d *Decoder) linear(out, in, w, b []float32, N, I, O int) {
+	out = out[:N*O]
+	for r := range N {
+		copy(out[r*O:(r+1)*O], b)
+	}
+	d.k.Sgemm(false, false, N, O, I, 1, in, I, w, O, 1, out, O)
+}
+
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// rope rotates the q and k parts of the first n rows of qkv by each row's
+// position (pairs 2i, 2i+1, as Model does).
+func (d *Decoder) rope(n int) {
+	D, hd := d.cfg.NEmbd, d.cfg.HeadDim()
+	half := hd / 2
+	for r := range n {
+		cos, sin := d.rc[r*half:(r+1)*half], d.rs[r*half:(r+1)*half]
+		row := d.qkv[r*3*D : r*3*D+2*D]
+		for h := 0; h < 2*D; h += hd {
+			v := row[h : h+hd]
+			for i := range half {
+				x0, x1 := v[2*i], v[2*i+1]
+				c, s := cos[i], sin[i]
+				v[2*i] = x0*c - x1*s
+				v[2*i+1] = x0*s + x1*c
+			}
+		}
+	}
+}
+
+// storeKV writes the K and V of the first n rows of qkv into the cache.
+func (d *Decoder) storeKV(layer, n int) {
+	D, H, hd := d.cfg.NEmbd, d.cfg.NHead, d.cfg.HeadDim()
+	cache := d.cache
+	for r := range n {
+		s := d.plan[d.rowSeq[r]].s
+		pos := int(d.rowPos[r])
+		blk := cache.block(s, pos)
+		slot := pos % KVBlockTokens
+		q := d.qkv[r*3*D : (r+1)*3*D]
+		for h := range H {
+			copy(blk[cache.kvOffset(layer, 0, h, slot):][:hd], q[D+h*hd:D+(h+1)*hd])
+			copy(blk[cache.kvOffset(layer, 1, h, slot):][:hd], q[2*D+h*hd:2*D+(h+1)*hd])
+		}
+	}
+}
+
+// swapRows exchanges rows a and b of the step (hidden state, position,
+// rope angles) and keeps lastRow pointing at the right rows.
+func (d *Decoder) swapRows(a, b int) {
+	if a == b {
+		return
+	}
+	D, half := d.cfg.NEmbd, d.cfg.HeadDim()/2
+	xa, xb := d.x[a*D:(a+1)*D], d.x[b*D:(b+1)*D]
+	for i := range xa {
+		xa[i], xb[i] = xb[i], xa[i]
+	}
+	if d.cfg.RoPE() {
+		for i := range half {
+			d.rc[a*half+i], d.rc[b*half+i] = d.rc[b*half+i], d.rc[a*half+i]
+			d.rs[a*half+i], d.rs[b*half+i] = d.rs[b*half+i], d.rs[a*half+i]
+		}
+	}
+	sa, sb := d.rowSeq[a], d.rowSeq[b]
+	d.rowSeq[a], d.rowSeq[b] = sb, sa
+	d.rowPos[a], d.rowPos[b] = d.rowPos[b], d.rowPos[a]
+	d.rowTok[a], d.rowTok[b] = d.rowTok[b], d.rowTok[a]
+	if d.lastRow[sa] == int32(a) {
+		d.lastRow[sa] = int32(b)
+	}
+	if d.lastRow[sb] == int32(b) {
+		d.lastRow[sb] = int32(a)
+	}
+}
+
+// decAttnTask is attention for one (row, head) of the step: the row's
+// query over the visible cached keys of its sequence, with an online
+// softmax one block at a time (no score buffer).
+type decAttnTask struct {
+	d     *Decoder
+	layer int
+}
+
+func (t *decAttnTask) run(i int) {
+	d := t.d
+	c := d.cfg
+	D, H, hd := c.NEmbd, c.NHead, c.HeadDim()
+	r, h := i/H, i%H
+	s := d.plan[d.rowSeq[r]].s
+	q := int(d.rowPos[r])
+	qv := d.qkv[r*3*D+h*hd : r*3*D+h*hd+hd]
+	out := d.y[r*D+h*hd : r*D+h*hd+hd]
+	clear(out)
+	st := attnState{m: float32(math.Inf(-1)), scale: float32(1 / math.Sqrt(float64(hd)))}
+	kOff := d.cache.kvOffset(t.layer, 0, h, 0)
+	vOff := d.cache.kvOffset(t.layer, 1, h, 0)
+	if w := c.AttnWindow; w > 0 && q-w+1 > 0 {
+		lo := q - w + 1
+		if g := min(c.AttnGlobal, lo); g > 0 {
+			st.keys(d, s, qv, out, 0, g-1, kOff, vOff)
+		}
+		st.keys(d, s, qv, out, lo, q, kOff, vOff)
+	} else {
+		st.keys(d, s, qv, out, 0, q, kOff, vOff)
+	}
+	inv := 1 / st.l
+	for j := range out {
+		out[j] *= inv
+	}
+}
+
+// attnState is a running (online) softmax: max m, normaliser l.
+type attnState struct {
+	m, l, scale float32
+}
+
+// keys folds positions lo..hi (inclusive) of s into out.
+func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out []float32, lo, hi, kOff, vOff int) {
+	hd := len(qv)
+	var sc [KVBlockTokens]float32
+	for b := lo / KVBlockTokens; b*KVBlockTokens <= hi; b++ {
+		blk := d.cache.data[s.table[b]]
+		s0 := max(lo-b*KVBlockTokens, 0)
+		s1 := min(hi-b*KVBlockTokens, KVBlockTokens-1)
+		mx := st.m
+		for j := s0; j <= s1; j++ {
+			v := kvDot(qv, blk[kOff+j*hd:kOff+(j+1)*hd]) * st.scale
+			sc[j] = v
+			mx = max(mx, v)
+		}
+		if mx > st.m {
+			f := float32(math.Exp(float64(st.m - mx)))
+			st.l *= f
+			for k := range out {
+				out[k] *= f
+			}
+			st.m = mx
+		}
+		for j := s0; j <= s1; j++ {
+			p := float32(math.Exp(float64(sc[j] - st.m)))
+			st.l += p
+			kvAxpy(out, blk[vOff+j*hd:vOff+(j+1)*hd], p)
+		}
+	}
+}
+
+func kvDot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func kvAxpy(y, x []float32, a float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+// decActTask applies the MLP activation to chunks of rows of d.fc: GELU
+// (tanh form, as Model), or SwiGLU's silu(gate)·up.
+type decActTask struct {
+	d      *Decoder
+	n, per int
+}
+
+func (d *Decoder) activate(n int) {
+	W := 4 * d.cfg.NEmbd
+	chunks := 1
+	if n*W >= 1<<15 {
+		chunks = min(n, 4*d.pool.helpers+4)
+	}
+	d.tAct.n, d.tAct.per = n, (n+chunks-1)/chunks
+	d.pool.run(&d.tAct, chunks)
+}
+
+func (t *decActTask) run(i int) {
+	d := t.d
+	W := 4 * d.cfg.NEmbd
+	lo, hi := i*t.per, min((i+1)*t.per, t.n)
+	if lo >= hi {
+		return
+	}
+	x := d.fc[lo*W : hi*W]
+	if d.cfg.SwiGLU() {
+		g := d.gate[lo*W : hi*W]
+		for j, gv := range g {
+			x[j] *= gv / (1 + float32(math.Exp(float64(-gv))))
+		}
+		return
+	}
+	for j, v := range x {
+		u := geluC * (v + 0.044715*v*v*v)
+		x[j] = 0.5 * v * (1 + tanh32(u))
+	}
+}
