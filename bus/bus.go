@@ -134,6 +134,7 @@ var kvBuckets = []struct {
 	{BucketPlugins, 0, 1},
 	{BucketShards, ShardsTTL, 1},
 	{BucketDedup, 0, 1},
+	{BucketFilterPolicies, 0, 10},
 }
 
 // Setup creates or updates the streams, KV buckets and object store. It is

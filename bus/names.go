@@ -22,6 +22,9 @@ const (
 	// BucketDedup is the set of content hashes exact dedup has seen, across
 	// runs (keys "<set>.<hex hash>").
 	BucketDedup = "dedup"
+	// BucketFilterPolicies holds the filter policies as JSON, one per model
+	// name and "default"; the revision is the policy's version.
+	BucketFilterPolicies = "filter_policies"
 
 	ObjectStoreArtifacts = "artifacts"
 
