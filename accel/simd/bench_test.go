@@ -26,3 +26,33 @@ func BenchmarkSgemm(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkLowPrecision(b *testing.B) {
+	const n = 1024
+	for _, th := range []int{1, 2} {
+		kn, err := New(WithThreads(th))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Log(kn.Describe())
+		a8 := make([]int8, n*n)
+		h := make([]uint16, n*n)
+		for i := range a8 {
+			a8[i] = int8(i%13 - 6)
+			h[i] = 0x3f80
+		}
+		c := make([]float32, n*n)
+		b.Run(fmt.Sprintf("int8/t=%d", th), func(b *testing.B) {
+			for b.Loop() {
+				kn.GemmInt8(true, n, n, n, a8, n, []float32{1}, a8, n, []float32{1}, c, n)
+			}
+			b.ReportMetric(2*float64(n*n*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+		})
+		b.Run(fmt.Sprintf("bf16/t=%d", th), func(b *testing.B) {
+			for b.Loop() {
+				kn.GemmBF16(false, false, n, n, n, 1, h, n, h, n, 0, c, n)
+			}
+			b.ReportMetric(2*float64(n*n*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -388,18 +388,28 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 func roundUp(a, b int) int { return ceilDiv(a, b) * b }
 
-// Packing buffers, recycled so a warm call does not allocate.
-var f32Bufs sync.Pool
+// bufPool recycles packing buffers so that a warm call does not allocate.
+type bufPool[T any] struct{ p sync.Pool }
 
-func getF32(n int) *[]float32 {
-	if p, ok := f32Bufs.Get().(*[]float32); ok {
+func (b *bufPool[T]) get(n int) *[]T {
+	if p, ok := b.p.Get().(*[]T); ok {
 		if cap(*p) >= n {
 			*p = (*p)[:n]
 			return p
 		}
 	}
-	s := make([]float32, n, n+n/4)
+	s := make([]T, n, n+n/4)
 	return &s
 }
 
-func putF32(p *[]float32) { f32Bufs.Put(p) }
+func (b *bufPool[T]) put(p *[]T) { b.p.Put(p) }
+
+var (
+	f32Bufs   bufPool[float32]
+	byteBufs  bufPool[byte]
+	int32Bufs bufPool[int32]
+)
+
+func getF32(n int) *[]float32 { return f32Bufs.get(n) }
+
+func putF32(p *[]float32) { f32Bufs.put(p) }

@@ -1,0 +1,286 @@
+package simd
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+// MaxInt8K is the longest inner dimension GemmInt8 takes: VNNI sums
+// unsigned-by-signed byte products in int32, which this keeps from
+// overflowing.
+const MaxInt8K = 1 << 16
+
+// GemmInt8 computes C[i,j] = aScale[i]·bScale[j]·Σₚ A[i,p]·op(B)[p,j]
+// with signed int8 A (m×k, row stride lda: quantized activations, one
+// scale per row or one for all) and signed int8 B (k×n, or n×k with
+// transB: weights in the out×in layout, one scale per output channel j or
+// one for all), summing exactly in int32 and writing float32 C (m×n,
+// stride ldc; C is overwritten, not read). k must not exceed MaxInt8K.
+//
+// On AVX-512 VNNI, A is shifted to unsigned (A+128) for VPDPBUSD and the
+// 128·Σₚ B[p,j] this adds is subtracted per column, as oneDNN does; the
+// result is exact up to the final float32 scaling.
+func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale []float32, b []int8, ldb int, bScale []float32, c []float32, ldc int) {
+	checkGemm("gemm int8", false, transB, m, n, kk, len(a), lda, len(b), ldb, len(c), ldc)
+	if kk > MaxInt8K {
+		panic(fmt.Sprintf("gemm int8: k=%d exceeds %d (int32 sums could overflow)", kk, MaxInt8K))
+	}
+	if len(aScale) != m && len(aScale) != 1 {
+		panic(fmt.Sprintf("gemm int8: %d row scales for m=%d (want m or 1)", len(aScale), m))
+	}
+	if len(bScale) != n && len(bScale) != 1 {
+		panic(fmt.Sprintf("gemm int8: %d column scales for n=%d (want n or 1)", len(bScale), n))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if !k.int8 {
+		gemmInt8Generic(transB, m, n, kk, a, lda, aScale, b, ldb, bScale, c, ldc)
+		return
+	}
+	j := int8Jobs.Get().(*int8Job)
+	*j = int8Job{kern: int8Kernel(), mr: 14, nr: 32, transB: transB, m: m, n: n, k: kk,
+		a: a, lda: lda, aScale: aScale, b: b, ldb: ldb, bScale: bScale, c: c, ldc: ldc}
+	j.run2(k)
+	*j = int8Job{}
+	int8Jobs.Put(j)
+}
+
+// int8Job is one INT8 product in flight; recycled. B is packed whole
+// (k is not blocked: panels of kg groups of four bytes), A per block.
+type int8Job struct {
+	kern               int8Func
+	mr, nr             int
+	transB             bool
+	m, n, k            int
+	a                  []int8
+	lda                int
+	aScale             []float32
+	b                  []int8
+	ldb                int
+	bScale             []float32
+	c                  []float32
+	ldc                int
+	kg                 int       // groups of four k
+	bp                 []byte    // packed B: panels × kg × nr × 4
+	comp               []int32   // 128·Σₚ B[p,j], padded to whole panels
+	bs                 []float32 // bScale, padded to whole panels
+	packing            bool
+	chunk              int
+	mc, mBlocks, group int
+	panels             int
+}
+
+var int8Jobs = sync.Pool{New: func() any { return new(int8Job) }}
+
+const int8MC = 14 * 8
+
+func (j *int8Job) run2(k *Kernels) {
+	threads := k.threads
+	if j.m*j.n*j.k < 4*parallelMinWork {
+		threads = 1
+	}
+	j.kg = ceilDiv(j.k, 4)
+	j.panels = ceilDiv(j.n, j.nr)
+	bbuf := byteBufs.get(j.panels * j.kg * j.nr * 4)
+	cbuf := int32Bufs.get(j.panels * j.nr)
+	sbuf := f32Bufs.get(j.panels * j.nr)
+	j.bp, j.comp, j.bs = *bbuf, *cbuf, *sbuf
+	j.mBlocks = ceilDiv(j.m, int8MC)
+	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*j.mr*threads {
+		j.mBlocks = roundUp(j.mBlocks, threads)
+	}
+	j.mc = roundUp(ceilDiv(j.m, j.mBlocks), j.mr)
+	j.mBlocks = ceilDiv(j.m, j.mc)
+	groups := 1
+	if threads > 1 && j.mBlocks < threads {
+		groups = min(threads, j.panels)
+	}
+	j.group = ceilDiv(j.panels, groups)
+	groups = ceilDiv(j.panels, j.group)
+
+	j.packing = true
+	if threads == 1 {
+		j.chunk = j.panels
+		j.run(0)
+	} else {
+		j.chunk = ceilDiv(j.panels, 4*threads)
+		k.pool.run(j, ceilDiv(j.panels, j.chunk))
+	}
+	j.packing = false
+	if threads == 1 {
+		for i := range j.mBlocks * groups {
+			j.run(i)
+		}
+	} else {
+		k.pool.run(j, j.mBlocks*groups)
+	}
+	byteBufs.put(bbuf)
+	int32Bufs.put(cbuf)
+	f32Bufs.put(sbuf)
+}
+
+func (j *int8Job) run(i int) {
+	mr, nr, kg := j.mr, j.nr, j.kg
+	if j.packing {
+		for q := i * j.chunk; q < min((i+1)*j.chunk, j.panels); q++ {
+			j.packB(q)
+		}
+		return
+	}
+	groups := ceilDiv(j.panels, j.group)
+	ib, gi := i/groups, i%groups
+	i0 := ib * j.mc
+	mc := min(j.mc, j.m-i0)
+	abuf := byteBufs.get(roundUp(mc, mr) * kg * 4)
+	ap := *abuf
+	j.packA(ap, i0, mc)
+	var tmp [14 * 32]float32
+	var scales [14]float32
+	for ir := 0; ir < mc; ir += mr {
+		rows := min(mr, mc-ir)
+		for r := range mr {
+			switch {
+			case r >= rows:
+				scales[r] = 0
+			case len(j.aScale) == 1:
+				scales[r] = j.aScale[0]
+			default:
+				scales[r] = j.aScale[i0+ir+r]
+			}
+		}
+		aq := unsafe.Pointer(&ap[ir*kg*4])
+		for q := gi * j.group; q < min((gi+1)*j.group, j.panels); q++ {
+			col := q * nr
+			cols := min(nr, j.n-col)
+			bq := unsafe.Pointer(&j.bp[q*kg*nr*4])
+			comp, bs := unsafe.Pointer(&j.comp[col]), unsafe.Pointer(&j.bs[col])
+			off := (i0+ir)*j.ldc + col
+			if rows == mr && cols == nr {
+				j.kern(kg, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, comp, unsafe.Pointer(&scales[0]), bs)
+				continue
+			}
+			j.kern(kg, aq, bq, unsafe.Pointer(&tmp[0]), nr, comp, unsafe.Pointer(&scales[0]), bs)
+			for r := range rows {
+				copy(j.c[off+r*j.ldc:off+r*j.ldc+cols], tmp[r*nr:r*nr+cols])
+			}
+		}
+	}
+	byteBufs.put(abuf)
+}
+
+// packA copies A[i0:i0+mc, :] into panels of mr rows: kg groups of mr×4
+// bytes, each shifted to unsigned (x+128; padding is 0+128).
+func (j *int8Job) packA(dst []byte, i0, mc int) {
+	mr, kg := j.mr, j.kg
+	for ir := 0; ir < mc; ir += mr {
+		panel := dst[ir*kg*4 : (ir+mr)*kg*4]
+		rows := min(mr, mc-ir)
+		for r := range mr {
+			if r >= rows {
+				for q := range kg {
+					d := panel[(q*mr+r)*4:][:4]
+					d[0], d[1], d[2], d[3] = 0x80, 0x80, 0x80, 0x80
+				}
+				continue
+			}
+			src := j.a[(i0+ir+r)*j.lda:][:j.k]
+			full := j.k / 4
+			for q := range full {
+				s := src[4*q : 4*q+4]
+				d := panel[(q*mr+r)*4:][:4]
+				d[0], d[1], d[2], d[3] = byte(s[0])^0x80, byte(s[1])^0x80, byte(s[2])^0x80, byte(s[3])^0x80
+			}
+			if full < kg {
+				d := panel[(full*mr+r)*4:][:4]
+				for t := range 4 {
+					d[t] = 0x80
+					if p := 4*full + t; p < j.k {
+						d[t] = byte(src[p]) ^ 0x80
+					}
+				}
+			}
+		}
+	}
+}
+
+// packB copies op(B)[:, q·nr : q·nr+nr] into panel q (kg groups of nr×4
+// bytes, zero past k and n) and fills its column sums and scales.
+func (j *int8Job) packB(q int) {
+	nr, kg := j.nr, j.kg
+	panel := j.bp[q*kg*nr*4 : (q+1)*kg*nr*4]
+	col := q * nr
+	cols := min(nr, j.n-col)
+	if cols < nr || j.k%4 != 0 {
+		clear(panel)
+	}
+	for s := range nr {
+		c := col + s
+		if s >= cols {
+			j.comp[c], j.bs[c] = 0, 0
+			continue
+		}
+		var sum int32
+		for p := range j.k {
+			var v int8
+			if j.transB {
+				v = j.b[c*j.ldb+p]
+			} else {
+				v = j.b[p*j.ldb+c]
+			}
+			panel[((p/4)*nr+s)*4+p%4] = byte(v)
+			sum += int32(v)
+		}
+		j.comp[c] = 128 * sum
+		if len(j.bScale) == 1 {
+			j.bs[c] = j.bScale[0]
+		} else {
+			j.bs[c] = j.bScale[c]
+		}
+	}
+}
+
+// gemmInt8Generic is the portable GemmInt8: exact int32 sums, then the
+// scales.
+func gemmInt8Generic(transB bool, m, n, k int, a []int8, lda int, aScale []float32, b []int8, ldb int, bScale []float32, c []float32, ldc int) {
+	accBuf := int32Bufs.get(n)
+	acc := *accBuf
+	for i := range m {
+		clear(acc)
+		arow := a[i*lda : i*lda+k]
+		if transB {
+			for jj := range n {
+				brow := b[jj*ldb : jj*ldb+k]
+				var s int32
+				for p, av := range arow {
+					s += int32(av) * int32(brow[p])
+				}
+				acc[jj] = s
+			}
+		} else {
+			for p, av := range arow {
+				if av == 0 {
+					continue
+				}
+				x := int32(av)
+				brow := b[p*ldb : p*ldb+n]
+				for jj, bv := range brow {
+					acc[jj] += x * int32(bv)
+				}
+			}
+		}
+		as := aScale[0]
+		if len(aScale) > 1 {
+			as = aScale[i]
+		}
+		for jj := range n {
+			bs := bScale[0]
+			if len(bScale) > 1 {
+				bs = bScale[jj]
+			}
+			c[i*ldc+jj] = as * bs * float32(acc[jj])
+		}
+	}
+	int32Bufs.put(accBuf)
+}

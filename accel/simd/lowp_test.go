@@ -1,0 +1,200 @@
+package simd
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randBF16(r *rand.Rand, n int) []uint16 {
+	x := make([]uint16, n)
+	ToBF16(x, randF32(r, n))
+	return x
+}
+
+// TestGemmBF16 checks the BF16 GEMM against float64 sums of the same
+// bf16 inputs. Tolerance: 2e-6·(k·|alpha| + |beta|) + 1e-6 (float32
+// accumulation of exact bf16 products, as for Sgemm).
+func TestGemmBF16(t *testing.T) {
+	sizes := []int{1, 7, 63, 257}
+	for name, kn := range levels(t) {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(5, uint64(kn.level)))
+			for _, tA := range []bool{false, true} {
+				for _, tB := range []bool{false, true} {
+					for _, m := range sizes {
+						for _, n := range sizes {
+							for _, k := range []int{1, 2, 7, 63, 600} {
+								if m*n*k > 257*63*600 {
+									continue
+								}
+								tc := gemmCase{transA: tA, transB: tB, m: m, n: n, k: k, pad: k % 3, alpha: 1.5, beta: float32(m%2) * 0.5}
+								checkBF16(t, kn, r, tc)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func checkBF16(t *testing.T, kn *Kernels, r *rand.Rand, tc gemmCase) {
+	t.Helper()
+	ra, ca, rb, cb := tc.dims()
+	lda, ldb, ldc := ca+tc.pad, cb+tc.pad, tc.n+tc.pad
+	a, b := randBF16(r, ra*lda), randBF16(r, rb*ldb)
+	c := randF32(r, tc.m*ldc)
+	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, float64(tc.alpha), func(i int) float64 { return float64(widen(a[i])) }, lda,
+		func(i int) float64 { return float64(widen(b[i])) }, ldb, float64(tc.beta), c, ldc)
+	kn.GemmBF16(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	tol := 2e-6*(float64(tc.k)*math.Abs(float64(tc.alpha))+math.Abs(float64(tc.beta))) + 1e-6
+	for i := range tc.m {
+		for j := range tc.n {
+			x := i*ldc + j
+			if d := math.Abs(float64(c[x]) - want[x]); !(d <= tol) {
+				t.Fatalf("%v: C[%d,%d] = %g, want %g (diff %g > %g)", tc, i, j, c[x], want[x], d, tol)
+			}
+		}
+	}
+}
+
+func TestToBF16(t *testing.T) {
+	cases := map[string]struct {
+		in   float32
+		want uint16
+	}{
+		"one":            {1, 0x3f80},
+		"round down":     {math.Float32frombits(0x3f807fff), 0x3f80},
+		"tie to even 0":  {math.Float32frombits(0x3f808000), 0x3f80},
+		"tie to even 1":  {math.Float32frombits(0x3f818000), 0x3f82},
+		"round up":       {math.Float32frombits(0x3f808001), 0x3f81},
+		"max rounds inf": {math.MaxFloat32, 0x7f80},
+		"minus zero":     {float32(math.Copysign(0, -1)), 0x8000},
+		"inf":            {float32(math.Inf(-1)), 0xff80},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var out [1]uint16
+			ToBF16(out[:], []float32{tc.in})
+			if out[0] != tc.want {
+				t.Fatalf("ToBF16(%g) = %#04x, want %#04x", tc.in, out[0], tc.want)
+			}
+		})
+	}
+	var out [1]uint16
+	ToBF16(out[:], []float32{float32(math.NaN())})
+	if f := widen(out[0]); !math.IsNaN(float64(f)) {
+		t.Fatalf("NaN became %g", f)
+	}
+	// Nearest: no other bf16 is closer than the one chosen.
+	r := rand.New(rand.NewPCG(7, 7))
+	for range 10000 {
+		f := float32(r.NormFloat64() * math.Pow(2, float64(r.IntN(40)-20)))
+		ToBF16(out[:], []float32{f})
+		got := float64(widen(out[0]))
+		for _, nb := range []uint16{out[0] - 1, out[0] + 1} {
+			if d, dn := math.Abs(got-float64(f)), math.Abs(float64(widen(nb))-float64(f)); dn < d {
+				t.Fatalf("ToBF16(%g) = %g, but %g is closer", f, got, widen(nb))
+			}
+		}
+	}
+	back := make([]float32, 3)
+	FromBF16(back, []uint16{0x3f80, 0xc000, 0})
+	if back[0] != 1 || back[1] != -2 || back[2] != 0 {
+		t.Fatalf("FromBF16 = %v", back)
+	}
+}
+
+// TestGemmInt8 checks the INT8 GEMM against exact int64 sums times the
+// scales in float64. Tolerance: 1e-6·|want| + 1e-6 (the int32 sum is
+// exact; converting it and two float32 products round at ~3·2⁻²⁴).
+func TestGemmInt8(t *testing.T) {
+	sizes := []int{1, 7, 63, 257}
+	for name, kn := range levels(t) {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(9, uint64(kn.level)))
+			for _, tB := range []bool{false, true} {
+				for _, m := range sizes {
+					for _, n := range sizes {
+						for _, k := range []int{1, 3, 4, 63, 513} {
+							if m*n*k > 257*63*513 {
+								continue
+							}
+							checkInt8(t, kn, r, tB, m, n, k, (m+k)%4, m%2 == 0, n%2 == 1)
+						}
+					}
+				}
+			}
+			checkInt8(t, kn, r, false, 20, 40, 4000, 3, false, false) // sums near int32's range
+		})
+	}
+}
+
+func checkInt8(t *testing.T, kn *Kernels, r *rand.Rand, transB bool, m, n, k, pad int, oneAScale, oneBScale bool) {
+	t.Helper()
+	lda, ldb, ldc := k+pad, n+pad, n+pad
+	rb := k
+	if transB {
+		ldb, rb = k+pad, n
+	}
+	a, b := make([]int8, m*lda), make([]int8, rb*ldb)
+	for i := range a {
+		a[i] = int8(r.IntN(256) - 128)
+	}
+	for i := range b {
+		b[i] = int8(r.IntN(256) - 128)
+	}
+	as, bs := make([]float32, m), make([]float32, n)
+	if oneAScale {
+		as = as[:1]
+	}
+	if oneBScale {
+		bs = bs[:1]
+	}
+	for i := range as {
+		as[i] = float32(r.Float64()*0.1 + 1e-3)
+	}
+	for i := range bs {
+		bs[i] = float32(r.Float64()*0.1 + 1e-3)
+	}
+	c := randF32(r, m*ldc)
+	orig := append([]float32(nil), c...)
+	kn.GemmInt8(transB, m, n, k, a, lda, as, b, ldb, bs, c, ldc)
+	for i := range m {
+		for j := range ldc {
+			x := i*ldc + j
+			if j >= n {
+				if c[x] != orig[x] {
+					t.Fatalf("m=%d n=%d k=%d: C[%d,%d] past n changed", m, n, k, i, j)
+				}
+				continue
+			}
+			var s int64
+			for p := range k {
+				var bv int8
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += int64(a[i*lda+p]) * int64(bv)
+			}
+			want := float64(s) * float64(as[min(i, len(as)-1)]) * float64(bs[min(j, len(bs)-1)])
+			if d := math.Abs(float64(c[x]) - want); !(d <= 1e-6*math.Abs(want)+1e-6) {
+				t.Fatalf("transB=%v m=%d n=%d k=%d: C[%d,%d] = %g, want %g", transB, m, n, k, i, j, c[x], want)
+			}
+		}
+	}
+}
+
+func TestGemmInt8BadScales(t *testing.T) {
+	kn := Must()
+	defer func() {
+		if r := recover(); r == nil || fmt.Sprint(r) != "gemm int8: 2 row scales for m=3 (want m or 1)" {
+			t.Fatalf("panic = %v", r)
+		}
+	}()
+	kn.GemmInt8(false, 3, 2, 2, make([]int8, 6), 2, make([]float32, 2), make([]int8, 4), 2, []float32{1}, make([]float32, 6), 2)
+}
