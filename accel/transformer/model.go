@@ -13,8 +13,16 @@ var ErrInvalidInput = errors.New("transformer: invalid input")
 
 const normEps = 1e-5
 
-// Model is a decoder-only GPT (Pre-LN, GELU MLP, causal multi-head
-// attention, tied embeddings) whose parameters live in one flat []float32.
+// Model is a decoder-only GPT (Pre-LN, GELU or SwiGLU MLP, causal
+// multi-head attention with an optional sliding window and global tokens,
+// tied embeddings, optional early-exit heads) whose parameters live in one
+// flat []float32.
+//
+// The training loss is the mean cross-entropy of the final head plus, when
+// the config has exit layers, the average over exit heads of each head's
+// mean cross-entropy: loss = CE_final + (1/E)·Σ CE_exit. With label
+// smoothing (SetLabelSmoothing) every head's cross-entropy is against the
+// smoothed targets.
 //
 // A Model is not safe for concurrent use: every method reuses the same
 // activation buffers, which grow to the largest batch seen and are kept.
@@ -32,40 +40,61 @@ type Model struct {
 	ropeSin []float32
 	a       acts
 
+	// Training options.
+	labelSmoothing float32
+
 	// Shape of the batch in flight, read by the parallel tasks.
 	B, T, N  int
 	layer    int
 	train    bool
 	targets  []int32
 	rowLoss  []float64
+	ceScale  float32 // gradient scale of the head in flight: weight/N
 	tAttnFwd attnFwdTask
 	tAttnBwd attnBwdTask
 	tGelu    geluTask
 	tCE      ceTask
+	tRows    rowsTask
 }
 
+// SetLabelSmoothing makes every later ForwardBackward and Loss use
+// cross-entropy against (1-eps)·onehot + eps/vocab_size targets; 0 (the
+// default) is plain cross-entropy. eps must be in [0, 1).
+func (m *Model) SetLabelSmoothing(eps float32) error {
+	if !(eps >= 0 && eps < 1) {
+		return fmt.Errorf("%w: label smoothing %v is outside [0, 1)", ErrInvalidInput, eps)
+	}
+	m.labelSmoothing = eps
+	return nil
+}
+
+// LabelSmoothing returns the label smoothing in use.
+func (m *Model) LabelSmoothing() float32 { return m.labelSmoothing }
+
 // acts holds the activations of the last forward pass and the scratch of
-// the backward pass. Capacity is in rows (B·T) and attention entries
-// (B·H·T·T).
+// the backward pass. Capacity is in rows (B·T); attention keeps only one
+// log-sum-exp per (row, head), never the T×T probabilities.
 type acts struct {
-	rows, attn int
+	rows int
 
 	resid                [][]float32 // L+1 × [N,D]; resid[0] is the embedding
 	ln1, ln2             [][]float32 // [N,D]
 	ln1Mean, ln1Rstd     [][]float32 // [N]
 	ln2Mean, ln2Rstd     [][]float32
 	qkv                  [][]float32 // [N,3D], after rope
-	att                  [][]float32 // [B,H,T,T] softmax probabilities
+	lse                  [][]float32 // [B,H,T] attention log-sum-exp per query row
 	y                    [][]float32 // [N,D] attention output before c_proj
 	x1                   [][]float32 // [N,D] residual after attention
-	fc, gelu             [][]float32 // [N,4D]
+	fc, gelu             [][]float32 // [N,4D]; fc is c_fc's output (SwiGLU's "up"), gelu the hidden activation
+	gate                 [][]float32 // [N,4D] c_gate's output (SwiGLU only)
+	lnx, lnxMean, lnxRst []float32   // exit-head norm output (recomputed per head)
 	lnf, lnfMean, lnfRst []float32
 	logits               []float32 // [N,V]; probabilities or dlogits after a training pass
 
 	dres, dtmp, dy []float32 // [N,D]
 	dqkv           []float32 // [N,3D]
-	dfc            []float32 // [N,4D]
-	dp             []float32 // [B,H,T] attention backward scratch
+	dfc, dgate     []float32 // [N,4D]
+	normPart       []float32 // per-chunk partial norm weight/bias gradients
 }
 
 // New builds a model with GPT-2 initialisation, deterministic in seed.
@@ -140,8 +169,8 @@ func (m *Model) ensureGrads() {
 }
 
 // ForwardBackward runs the batch (B rows of T tokens, row-major; targets
-// are the next tokens) forward and backward, ADDS the gradient of the mean
-// cross-entropy loss into Grads, and returns that loss.
+// are the next tokens) forward and backward, ADDS the gradient of the
+// training loss (see Model) into Grads, and returns that loss.
 func (m *Model) ForwardBackward(inputs, targets []int32, B, T int) (float64, error) {
 	if err := m.checkBatch(inputs, targets, B, T); err != nil {
 		return 0, err
@@ -149,20 +178,24 @@ func (m *Model) ForwardBackward(inputs, targets []int32, B, T int) (float64, err
 	m.ensureGrads()
 	m.train = true
 	m.forward(inputs, B, T)
-	loss := m.crossEntropy(targets)
-	m.backward(inputs)
+	loss := m.headLoss(m.a.lnf, targets, 1)
+	loss += m.backward(inputs, targets)
 	return loss, nil
 }
 
-// Loss returns the mean cross-entropy of the batch without touching the
-// gradients.
+// Loss returns the training loss of the batch (see Model) without touching
+// the gradients.
 func (m *Model) Loss(inputs, targets []int32, B, T int) (float64, error) {
 	if err := m.checkBatch(inputs, targets, B, T); err != nil {
 		return 0, err
 	}
 	m.train = false
 	m.forward(inputs, B, T)
-	return m.crossEntropy(targets), nil
+	loss := m.headLoss(m.a.lnf, targets, 1)
+	for e, l := range m.cfg.ExitLayers {
+		loss += m.exitHead(e, l, targets)
+	}
+	return loss, nil
 }
 
 // NextLogits returns, for each sequence, the logits of the token that
@@ -255,13 +288,12 @@ func growEach(s [][]float32, layers, n int) [][]float32 {
 // they are big enough.
 func (m *Model) ensureActs(B, T int) {
 	N := B * T
-	attn := B * m.cfg.NHead * T * T
 	m.B, m.T, m.N = B, T, N
 	a := &m.a
-	if N <= a.rows && attn <= a.attn {
+	if N <= a.rows {
 		return
 	}
-	rows, attnCap := max(N, a.rows), max(attn, a.attn)
+	rows := N
 	D, L, V := m.cfg.NEmbd, m.cfg.NLayer, m.cfg.VocabSize
 	a.resid = growEach(a.resid, L+1, rows*D)
 	a.ln1 = growEach(a.ln1, L, rows*D)
@@ -271,11 +303,20 @@ func (m *Model) ensureActs(B, T int) {
 	a.ln2Mean = growEach(a.ln2Mean, L, rows)
 	a.ln2Rstd = growEach(a.ln2Rstd, L, rows)
 	a.qkv = growEach(a.qkv, L, rows*3*D)
-	a.att = growEach(a.att, L, attnCap)
+	a.lse = growEach(a.lse, L, rows*m.cfg.NHead)
 	a.y = growEach(a.y, L, rows*D)
 	a.x1 = growEach(a.x1, L, rows*D)
 	a.fc = growEach(a.fc, L, rows*4*D)
 	a.gelu = growEach(a.gelu, L, rows*4*D)
+	if m.cfg.SwiGLU() {
+		a.gate = growEach(a.gate, L, rows*4*D)
+		a.dgate = grow(a.dgate, rows*4*D)
+	}
+	if len(m.cfg.ExitLayers) > 0 {
+		a.lnx = grow(a.lnx, rows*D)
+		a.lnxMean = grow(a.lnxMean, rows)
+		a.lnxRst = grow(a.lnxRst, rows)
+	}
 	a.lnf = grow(a.lnf, rows*D)
 	a.lnfMean = grow(a.lnfMean, rows)
 	a.lnfRst = grow(a.lnfRst, rows)
@@ -285,18 +326,18 @@ func (m *Model) ensureActs(B, T int) {
 	a.dy = grow(a.dy, rows*D)
 	a.dqkv = grow(a.dqkv, rows*3*D)
 	a.dfc = grow(a.dfc, rows*4*D)
-	a.dp = grow(a.dp, rows*m.cfg.NHead)
 	if cap(m.rowLoss) < rows {
 		m.rowLoss = make([]float64, rows)
 	}
-	a.rows, a.attn = rows, attnCap
+	a.rows = rows
 }
 
-// forward runs the network up to the final norm (a.lnf).
+// forward runs the network up to the final norm (a.lnf). Each residual add
+// is fused with the norm that reads its result.
 func (m *Model) forward(inputs []int32, B, T int) {
 	m.ensureActs(B, T)
 	c := m.cfg
-	D, N := c.NEmbd, B*T
+	D, N, L := c.NEmbd, B*T, c.NLayer
 	a := &m.a
 	x := a.resid[0][:N*D]
 	for i, tok := range inputs {
@@ -309,10 +350,10 @@ func (m *Model) forward(inputs []int32, B, T int) {
 			}
 		}
 	}
-	for l := range c.NLayer {
+	m.addNorm(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], x, nil, m.p.layers[0].ln1W, m.p.layers[0].ln1B)
+	for l := range L {
 		lp := &m.p.layers[l]
 		in := a.resid[l][:N*D]
-		normForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], in, lp.ln1W, lp.ln1B, N, D)
 		m.linear(a.qkv[l], a.ln1[l], lp.attnW, lp.attnB, N, D, 3*D)
 		if c.RoPE() {
 			m.rope(a.qkv[l], false)
@@ -321,39 +362,67 @@ func (m *Model) forward(inputs []int32, B, T int) {
 		m.pool.run(&m.tAttnFwd, B*c.NHead)
 		x1 := a.x1[l][:N*D]
 		m.linear(x1, a.y[l], lp.projW, lp.projB, N, D, D)
-		for i := range x1 {
-			x1[i] += in[i]
-		}
-		normForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], x1, lp.ln2W, lp.ln2B, N, D)
+		m.addNorm(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], x1, in, lp.ln2W, lp.ln2B)
 		m.linear(a.fc[l], a.ln2[l], lp.fcW, lp.fcB, N, D, 4*D)
+		if c.SwiGLU() {
+			m.linear(a.gate[l], a.ln2[l], lp.gateW, lp.gateB, N, D, 4*D)
+		}
 		m.tGelu.backward = false
 		m.pool.run(&m.tGelu, m.chunks(N))
 		out := a.resid[l+1][:N*D]
 		m.linear(out, a.gelu[l], lp.mprojW, lp.mprojB, N, 4*D, D)
-		for i := range out {
-			out[i] += x1[i]
+		if l+1 < L {
+			np := &m.p.layers[l+1]
+			m.addNorm(a.ln1[l+1], a.ln1Mean[l+1], a.ln1Rstd[l+1], out, x1, np.ln1W, np.ln1B)
+		} else {
+			m.addNorm(a.lnf, a.lnfMean, a.lnfRst, out, x1, m.p.lnfW, m.p.lnfB)
 		}
 	}
-	normForward(a.lnf, a.lnfMean, a.lnfRst, a.resid[c.NLayer][:N*D], m.p.lnfW, m.p.lnfB, N, D)
 }
 
-// crossEntropy computes the logits of every row and the mean loss; on a
-// training pass it leaves dloss/dlogits in a.logits.
-func (m *Model) crossEntropy(targets []int32) float64 {
+// headLoss projects normed rows x onto the tied embedding, and returns
+// weight × the mean (label-smoothed) cross-entropy; on a training pass it
+// leaves weight × dloss/dlogits in a.logits.
+func (m *Model) headLoss(x []float32, targets []int32, weight float32) float64 {
 	N, D, V := m.N, m.cfg.NEmbd, m.cfg.VocabSize
-	m.k.Sgemm(false, true, N, V, D, 1, m.a.lnf, D, m.p.wte, D, 0, m.a.logits, V)
+	m.k.Sgemm(false, true, N, V, D, 1, x, D, m.p.wte, D, 0, m.a.logits, V)
 	m.targets = targets
+	m.ceScale = weight / float32(N)
 	m.pool.run(&m.tCE, m.chunks(N))
 	var loss float64
 	for _, l := range m.rowLoss[:N] {
 		loss += l
 	}
 	m.targets = nil
-	return loss / float64(N)
+	return float64(weight) * loss / float64(N)
 }
 
-// backward propagates from dlogits (left by crossEntropy) to Grads.
-func (m *Model) backward(inputs []int32) {
+// exitHead runs exit head e (after layer l, reading resid[l]) forward and,
+// on a training pass, backward: its gradient goes to the exit norm, wte
+// and a.dres (which must hold d/d resid[l] so far). It returns the head's
+// share of the loss, its mean cross-entropy / number of exit heads.
+func (m *Model) exitHead(e, l int, targets []int32) float64 {
+	N, D, V := m.N, m.cfg.NEmbd, m.cfg.VocabSize
+	a := &m.a
+	x := a.resid[l][:N*D]
+	ex := m.p.exits[e]
+	m.addNorm(a.lnx, a.lnxMean, a.lnxRst, x, nil, ex.w, ex.b)
+	loss := m.headLoss(a.lnx[:N*D], targets, 1/float32(len(m.cfg.ExitLayers)))
+	if !m.train {
+		return loss
+	}
+	dl := a.logits[:N*V]
+	dx := a.dtmp[:N*D]
+	m.k.Sgemm(false, false, N, D, V, 1, dl, V, m.p.wte, D, 0, dx, D)
+	m.k.Sgemm(true, false, V, D, N, 1, dl, V, a.lnx, D, 1, m.g.wte, D)
+	g := m.g.exits[e]
+	m.normBack(a.dres[:N*D], g.w, g.b, dx, x, a.lnxMean, a.lnxRst, ex.w)
+	return loss
+}
+
+// backward propagates from dlogits (left by headLoss) to Grads, running
+// the exit heads on the way; it returns their share of the loss.
+func (m *Model) backward(inputs, targets []int32) float64 {
 	c := m.cfg
 	N, D, V, T := m.N, c.NEmbd, c.VocabSize, m.T
 	a := &m.a
@@ -363,17 +432,27 @@ func (m *Model) backward(inputs []int32) {
 	m.k.Sgemm(true, false, V, D, N, 1, dl, V, a.lnf, D, 1, m.g.wte, D)
 	dres := a.dres[:N*D]
 	clear(dres)
-	normBackward(dres, m.g.lnfW, m.g.lnfB, dx, a.resid[c.NLayer], a.lnfMean, a.lnfRst, m.p.lnfW, N, D)
+	m.normBack(dres, m.g.lnfW, m.g.lnfB, dx, a.resid[c.NLayer], a.lnfMean, a.lnfRst, m.p.lnfW)
+	var exitLoss float64
+	e := len(c.ExitLayers) - 1
 	for l := c.NLayer - 1; l >= 0; l-- {
+		// dres is d/d resid[l+1]: add the exit head reading it, if any.
+		if e >= 0 && c.ExitLayers[e] == l+1 {
+			exitLoss += m.exitHead(e, l+1, targets)
+			e--
+		}
 		lp, lg := &m.p.layers[l], &m.g.layers[l]
-		// MLP: out = x1 + gelu(ln2(x1)·Wfc + bfc)·Wproj + bproj.
+		// MLP: out = x1 + act(ln2(x1))·Wproj + bproj.
 		dfc := a.dfc[:N*4*D]
 		m.linearBackward(dfc, 0, lg.mprojW, lg.mprojB, dres, a.gelu[l], lp.mprojW, N, 4*D, D)
 		m.layer = l
 		m.tGelu.backward = true
 		m.pool.run(&m.tGelu, m.chunks(N))
 		m.linearBackward(dx, 0, lg.fcW, lg.fcB, dfc, a.ln2[l], lp.fcW, N, D, 4*D)
-		normBackward(dres, lg.ln2W, lg.ln2B, dx, a.x1[l], a.ln2Mean[l], a.ln2Rstd[l], lp.ln2W, N, D)
+		if c.SwiGLU() {
+			m.linearBackward(dx, 1, lg.gateW, lg.gateB, a.dgate[:N*4*D], a.ln2[l], lp.gateW, N, D, 4*D)
+		}
+		m.normBack(dres, lg.ln2W, lg.ln2B, dx, a.x1[l], a.ln2Mean[l], a.ln2Rstd[l], lp.ln2W)
 		// Attention: x1 = in + attn(ln1(in))·Wproj + bproj.
 		dy := a.dy[:N*D]
 		m.linearBackward(dy, 0, lg.projW, lg.projB, dres, a.y[l], lp.projW, N, D, D)
@@ -382,7 +461,7 @@ func (m *Model) backward(inputs []int32) {
 			m.rope(a.dqkv, true)
 		}
 		m.linearBackward(dx, 0, lg.attnW, lg.attnB, a.dqkv[:N*3*D], a.ln1[l], lp.attnW, N, D, 3*D)
-		normBackward(dres, lg.ln1W, lg.ln1B, dx, a.resid[l], a.ln1Mean[l], a.ln1Rstd[l], lp.ln1W, N, D)
+		m.normBack(dres, lg.ln1W, lg.ln1B, dx, a.resid[l], a.ln1Mean[l], a.ln1Rstd[l], lp.ln1W)
 	}
 	for i, tok := range inputs {
 		row := dres[i*D : (i+1)*D]
@@ -397,15 +476,94 @@ func (m *Model) backward(inputs []int32) {
 			}
 		}
 	}
+	return exitLoss
 }
 
 // chunks is how many row chunks elementwise work over n rows is split in.
 func (m *Model) chunks(n int) int {
-	return min(n, 4*runtime.GOMAXPROCS(0))
+	return max(1, min(n, 4*runtime.GOMAXPROCS(0)))
 }
 
 func chunkRange(i, chunks, n int) (lo, hi int) {
 	return i * n / chunks, (i + 1) * n / chunks
+}
+
+// Row operations the model splits across the pool. One rowsTask lives in
+// the Model and is refilled per call, so a training step does not allocate.
+const (
+	opAddNorm = iota
+	opNormBack
+	opColSum
+	opRope
+)
+
+type rowsTask struct {
+	op                            int
+	n, chunks, D                  int
+	out, mean, rstd, x, add, w, b []float32
+	dx, dout, part                []float32
+	inverse                       bool
+	m                             *Model
+}
+
+func (t *rowsTask) run(i int) {
+	lo, hi := chunkRange(i, t.chunks, t.n)
+	D := t.D
+	switch t.op {
+	case opAddNorm:
+		addNormForward(t.out, t.mean, t.rstd, t.x, t.add, t.w, t.b, lo, hi, D)
+	case opNormBack:
+		pw := t.part[i*2*D : i*2*D+D]
+		var pb []float32
+		if t.b != nil {
+			pb = t.part[i*2*D+D : (i+1)*2*D]
+		}
+		normBackwardRows(t.dx, pw, pb, t.dout, t.x, t.mean, t.rstd, t.w, lo, hi, D)
+	case opColSum: // t.n columns of D-wide rows of dout, summed into t.b
+		d := t.b[lo:hi]
+		for r := 0; r+D <= len(t.dout); r += D {
+			axpy(1, t.dout[r+lo:r+hi], d)
+		}
+	case opRope:
+		m := t.m
+		hd, T := m.cfg.HeadDim(), m.T
+		for r := lo; r < hi; r++ {
+			p := r % T
+			ropeRow(t.x[r*3*D:r*3*D+2*D], m.ropeCos[p*hd/2:(p+1)*hd/2], m.ropeSin[p*hd/2:(p+1)*hd/2], hd, t.inverse)
+		}
+	}
+}
+
+// runRows splits n rows into m.chunks(n) chunks and runs t on them in
+// parallel, then clears t's references.
+func (m *Model) runRows(t *rowsTask, n int) {
+	t.n, t.chunks, t.m = n, m.chunks(n), m
+	m.pool.run(t, t.chunks)
+	*t = rowsTask{}
+}
+
+// addNorm is addNormForward over the batch's rows in parallel.
+func (m *Model) addNorm(out, mean, rstd, x, add, w, b []float32) {
+	m.tRows = rowsTask{op: opAddNorm, D: m.cfg.NEmbd, out: out, mean: mean, rstd: rstd, x: x, add: add, w: w, b: b}
+	m.runRows(&m.tRows, m.N)
+}
+
+// normBack is normBackwardRows over the batch's rows in parallel: each
+// chunk sums its parameter gradients apart, and the sums are added after.
+func (m *Model) normBack(dx, dw, db, dout, x, mean, rstd, w []float32) {
+	N, D := m.N, m.cfg.NEmbd
+	c := m.chunks(N)
+	part := grow(m.a.normPart, c*2*D)
+	m.a.normPart = part
+	clear(part)
+	m.tRows = rowsTask{op: opNormBack, D: D, dx: dx, b: db, dout: dout, x: x, mean: mean, rstd: rstd, w: w, part: part}
+	m.runRows(&m.tRows, N)
+	for i := range c {
+		axpy(1, part[i*2*D:i*2*D+D], dw)
+		if db != nil {
+			axpy(1, part[i*2*D+D:(i+1)*2*D], db)
+		}
+	}
 }
 
 // linear computes out[N,O] = in[N,I]·W[I,O] + b.
@@ -421,145 +579,68 @@ func (m *Model) linear(out, in, w, b []float32, N, I, O int) {
 // din = dout·W^T (scaled by nothing; beta says whether din accumulates).
 func (m *Model) linearBackward(din []float32, beta float32, dw, db, dout, in, w []float32, N, I, O int) {
 	m.k.Sgemm(true, false, I, O, N, 1, in, I, dout, O, 1, dw, O)
-	for r := range N {
-		row := dout[r*O : (r+1)*O]
-		for j, v := range row {
-			db[j] += v
-		}
-	}
+	// Column sums, split by columns so that chunks never share an output.
+	m.tRows = rowsTask{op: opColSum, D: O, b: db, dout: dout[:N*O]}
+	m.runRows(&m.tRows, O)
 	m.k.Sgemm(false, true, N, I, O, 1, dout, O, w, O, beta, din, I)
 }
 
 // rope rotates the q and k parts of qkv rows (inverse=true applies the
 // transpose rotation, which is the backward pass).
 func (m *Model) rope(qkv []float32, inverse bool) {
-	D, hd, T := m.cfg.NEmbd, m.cfg.HeadDim(), m.T
+	m.tRows = rowsTask{op: opRope, D: m.cfg.NEmbd, x: qkv, inverse: inverse}
+	m.runRows(&m.tRows, m.N)
+}
+
+// ropeRow rotates each head_dim-wide vector of row by the angles whose
+// cosines and sines are given (one per pair of elements); inverse rotates
+// by the negative angles.
+func ropeRow(row, cos, sin []float32, hd int, inverse bool) {
 	half := hd / 2
-	for r := range m.N {
-		t := r % T
-		cos, sin := m.ropeCos[t*half:(t+1)*half], m.ropeSin[t*half:(t+1)*half]
-		row := qkv[r*3*D : r*3*D+2*D]
-		for h := 0; h < 2*D; h += hd {
-			v := row[h : h+hd]
-			for i := range half {
-				x0, x1 := v[2*i], v[2*i+1]
-				c, s := cos[i], sin[i]
-				if inverse {
-					s = -s
-				}
-				v[2*i] = x0*c - x1*s
-				v[2*i+1] = x0*s + x1*c
+	for h := 0; h+hd <= len(row); h += hd {
+		v := row[h : h+hd]
+		for i := range half {
+			x0, x1 := v[2*i], v[2*i+1]
+			c, s := cos[i], sin[i]
+			if inverse {
+				s = -s
 			}
+			v[2*i] = x0*c - x1*s
+			v[2*i+1] = x0*s + x1*c
 		}
 	}
 }
 
 // normForward normalises each row of x (LayerNorm, or RMSNorm when b is
-// nil) and records mean and 1/std for the backward pass.
+// nil) and records mean and 1/std (serially; the model uses addNorm).
 func normForward(out, mean, rstd, x, w, b []float32, N, D int) {
-	for r := range N {
-		row := x[r*D : (r+1)*D]
-		var mu float64
-		if b != nil {
-			for _, v := range row {
-				mu += float64(v)
-			}
-			mu /= float64(D)
-		}
-		var ss float64
-		for _, v := range row {
-			d := float64(v) - mu
-			ss += d * d
-		}
-		rs := 1 / math.Sqrt(ss/float64(D)+normEps)
-		mean[r], rstd[r] = float32(mu), float32(rs)
-		o := out[r*D : (r+1)*D]
-		m32, r32 := float32(mu), float32(rs)
-		if b != nil {
-			for j, v := range row {
-				o[j] = (v-m32)*r32*w[j] + b[j]
-			}
-		} else {
-			for j, v := range row {
-				o[j] = v * r32 * w[j]
-			}
-		}
-	}
+	addNormForward(out, mean, rstd, x, nil, w, b, 0, N, D)
 }
 
 // normBackward adds to dx the gradient through the norm of dout, and to
-// dw and db (nil for RMSNorm) the parameter gradients.
+// dw and db (nil for RMSNorm) the parameter gradients (serially).
 func normBackward(dx, dw, db, dout, x, mean, rstd, w []float32, N, D int) {
-	rms := db == nil
-	for r := range N {
-		row, dr := x[r*D:(r+1)*D], dout[r*D:(r+1)*D]
-		mu, rs := mean[r], rstd[r]
-		var sumD, sumDX float64
-		for j, v := range row {
-			xh := (v - mu) * rs
-			dn := dr[j] * w[j]
-			sumD += float64(dn)
-			sumDX += float64(dn * xh)
-			dw[j] += dr[j] * xh
-			if !rms {
-				db[j] += dr[j]
-			}
-		}
-		mD, mDX := float32(sumD/float64(D)), float32(sumDX/float64(D))
-		if rms {
-			mD = 0
-		}
-		o := dx[r*D : (r+1)*D]
-		for j, v := range row {
-			xh := (v - mu) * rs
-			o[j] += rs * (dr[j]*w[j] - mD - xh*mDX)
-		}
-	}
+	normBackwardRows(dx, dw, db, dout, x, mean, rstd, w, 0, N, D)
 }
 
 type attnFwdTask struct{ m *Model }
 
-// run computes causal softmax attention for one (batch row, head).
+// head describes attention head h of sequence rows in packed qkv.
+func (m *Model) head(h int) attnHead {
+	D, hd := m.cfg.NEmbd, m.cfg.HeadDim()
+	return attnHead{T: m.T, hd: hd, qkvStride: 3 * D, outStride: D,
+		qOff: h * hd, kOff: D + h*hd, vOff: 2*D + h*hd, oOff: h * hd,
+		scale: float32(1 / math.Sqrt(float64(hd))),
+		pat:   attnPattern{window: m.cfg.AttnWindow, global: m.cfg.AttnGlobal}}
+}
+
+// run computes tiled attention for one (batch row, head).
 func (t *attnFwdTask) run(i int) {
 	m := t.m
-	H, T, D, hd := m.cfg.NHead, m.T, m.cfg.NEmbd, m.cfg.HeadDim()
+	H, T, D := m.cfg.NHead, m.T, m.cfg.NEmbd
 	b, h := i/H, i%H
-	qkv, y := m.a.qkv[m.layer], m.a.y[m.layer]
-	att := m.a.att[m.layer][(b*H+h)*T*T : (b*H+h+1)*T*T]
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	for tq := range T {
-		q := qkv[(b*T+tq)*3*D+h*hd : (b*T+tq)*3*D+h*hd+hd]
-		p := att[tq*T : (tq+1)*T]
-		mx := float32(math.Inf(-1))
-		for u := 0; u <= tq; u++ {
-			k := qkv[(b*T+u)*3*D+D+h*hd : (b*T+u)*3*D+D+h*hd+hd]
-			var s float32
-			for j, qv := range q {
-				s += qv * k[j]
-			}
-			s *= scale
-			p[u] = s
-			mx = max(mx, s)
-		}
-		var sum float32
-		for u := 0; u <= tq; u++ {
-			e := float32(math.Exp(float64(p[u] - mx)))
-			p[u] = e
-			sum += e
-		}
-		inv := 1 / sum
-		out := y[(b*T+tq)*D+h*hd : (b*T+tq)*D+h*hd+hd]
-		clear(out)
-		for u := 0; u <= tq; u++ {
-			p[u] *= inv
-			v := qkv[(b*T+u)*3*D+2*D+h*hd : (b*T+u)*3*D+2*D+h*hd+hd]
-			pu := p[u]
-			for j, vv := range v {
-				out[j] += pu * vv
-			}
-		}
-		clear(p[tq+1:])
-	}
+	l := m.layer
+	attnForward(m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D], m.a.lse[l][i*T:(i+1)*T])
 }
 
 type attnBwdTask struct{ m *Model }
@@ -570,44 +651,16 @@ func (t *attnBwdTask) run(i int) {
 	m := t.m
 	H, T, D, hd := m.cfg.NHead, m.T, m.cfg.NEmbd, m.cfg.HeadDim()
 	b, h := i/H, i%H
-	qkv, dqkv, dy := m.a.qkv[m.layer], m.a.dqkv, m.a.dy
-	att := m.a.att[m.layer][(b*H+h)*T*T : (b*H+h+1)*T*T]
-	dp := m.a.dp[(b*H+h)*T : (b*H+h+1)*T]
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	l := m.layer
+	dqkv := m.a.dqkv[b*T*3*D : (b+1)*T*3*D]
 	for tq := range T {
-		base := (b*T + tq) * 3 * D
+		base := tq * 3 * D
 		clear(dqkv[base+h*hd : base+h*hd+hd])
 		clear(dqkv[base+D+h*hd : base+D+h*hd+hd])
 		clear(dqkv[base+2*D+h*hd : base+2*D+h*hd+hd])
 	}
-	for tq := range T {
-		p := att[tq*T : (tq+1)*T]
-		g := dy[(b*T+tq)*D+h*hd : (b*T+tq)*D+h*hd+hd]
-		var dot float32
-		for u := 0; u <= tq; u++ {
-			off := (b*T+u)*3*D + 2*D + h*hd
-			v, dv := qkv[off:off+hd], dqkv[off:off+hd]
-			var s float32
-			pu := p[u]
-			for j, gv := range g {
-				s += gv * v[j]
-				dv[j] += pu * gv
-			}
-			dp[u] = s
-			dot += pu * s
-		}
-		qoff := (b*T+tq)*3*D + h*hd
-		q, dq := qkv[qoff:qoff+hd], dqkv[qoff:qoff+hd]
-		for u := 0; u <= tq; u++ {
-			ds := p[u] * (dp[u] - dot) * scale
-			koff := (b*T+u)*3*D + D + h*hd
-			k, dk := qkv[koff:koff+hd], dqkv[koff:koff+hd]
-			for j := range hd {
-				dq[j] += ds * k[j]
-				dk[j] += ds * q[j]
-			}
-		}
-	}
+	attnBackward(m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D],
+		m.a.lse[l][i*T:(i+1)*T], m.a.dy[b*T*D:(b+1)*T*D], dqkv)
 }
 
 type geluTask struct {
@@ -615,69 +668,40 @@ type geluTask struct {
 	backward bool
 }
 
-const geluC = 0.7978845608028654 // sqrt(2/pi)
-
-// run applies GELU (tanh form) to a chunk of rows, or on the backward pass
-// multiplies a.dfc by its derivative.
+// run applies the MLP activation (GELU, or SwiGLU's silu(gate)·up) to a
+// chunk of rows, or on the backward pass turns a.dfc into its gradient
+// (and fills a.dgate for SwiGLU).
 func (t *geluTask) run(i int) {
 	m := t.m
 	W := 4 * m.cfg.NEmbd
 	lo, hi := chunkRange(i, m.chunks(m.N), m.N)
-	x := m.a.fc[m.layer][lo*W : hi*W]
-	if !t.backward {
-		out := m.a.gelu[m.layer][lo*W : hi*W]
-		for j, v := range x {
-			u := geluC * (v + 0.044715*v*v*v)
-			out[j] = 0.5 * v * (1 + tanh32(u))
-		}
-		return
-	}
-	d := m.a.dfc[lo*W : hi*W]
-	for j, v := range x {
-		u := geluC * (v + 0.044715*v*v*v)
-		th := tanh32(u)
-		dg := 0.5*(1+th) + 0.5*v*(1-th*th)*geluC*(1+3*0.044715*v*v)
-		d[j] *= dg
+	a, l := &m.a, m.layer
+	x := a.fc[l][lo*W : hi*W]
+	switch {
+	case m.cfg.SwiGLU() && !t.backward:
+		swigluForward(a.gelu[l][lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
+	case m.cfg.SwiGLU():
+		swigluBackward(a.dfc[lo*W:hi*W], a.dgate[lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
+	case !t.backward:
+		geluForward(a.gelu[l][lo*W:hi*W], x)
+	default:
+		geluBackward(a.dfc[lo*W:hi*W], x)
 	}
 }
 
-func tanh32(x float32) float32 {
-	if x > 10 {
-		return 1
-	}
-	if x < -10 {
-		return -1
-	}
-	e := math.Exp(2 * float64(x))
-	return float32((e - 1) / (e + 1))
-}
+// tanh32 is tanhf (kept for the decoding path).
+func tanh32(x float32) float32 { return tanhf(x) }
 
 type ceTask struct{ m *Model }
 
-// run computes softmax cross-entropy for a chunk of rows; on a training
-// pass it overwrites the logits with (softmax - onehot)/N.
+// run computes label-smoothed softmax cross-entropy for a chunk of rows;
+// on a training pass it overwrites the logits with
+// ceScale·(softmax - target).
 func (t *ceTask) run(i int) {
 	m := t.m
 	V, N := m.cfg.VocabSize, m.N
 	lo, hi := chunkRange(i, m.chunks(N), N)
 	for r := lo; r < hi; r++ {
-		row := m.a.logits[r*V : (r+1)*V]
-		mx := row[0]
-		for _, v := range row {
-			mx = max(mx, v)
-		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v - mx))
-		}
-		tgt := m.targets[r]
-		m.rowLoss[r] = math.Log(sum) + float64(mx) - float64(row[tgt])
-		if m.train {
-			inv := 1 / (sum * float64(N))
-			for j, v := range row {
-				row[j] = float32(math.Exp(float64(v-mx)) * inv)
-			}
-			row[tgt] -= float32(1 / float64(N))
-		}
+		m.rowLoss[r] = crossEntropyRow(m.a.logits[r*V:(r+1)*V], int(m.targets[r]), m.labelSmoothing, m.ceScale, m.train)
 	}
 }
