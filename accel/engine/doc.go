@@ -7,4 +7,13 @@
 // different models run in parallel; calls on one model are serialised by
 // that model's mutex. Loading an id that is already loaded replaces the
 // old model. Everything an Engine returns is a copy the caller owns.
+//
+// Each loaded model also owns a KV cache for DecodeStep calls with cache
+// ids (a transformer.Decoder, made on the first such call, with a budget of
+// WithKVCacheBytes, default DefaultKVCacheBytes): cached sequences live
+// until released, until the model is unloaded or replaced, or until
+// ApplyUpdate changes the weights (which drops every cached sequence, so
+// the next append to an old id starts a new sequence). A step that needs
+// more blocks than are free fails with transformer.ErrKVCacheFull (and
+// accel.ErrInvalidArgument) and changes nothing.
 package engine

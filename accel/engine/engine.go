@@ -18,10 +18,22 @@ import (
 // Version is the engine's version, reported by Info.
 const Version = "0.1.0"
 
+// DefaultKVCacheBytes is the KV-cache memory each loaded model may use
+// for cached decoding unless WithKVCacheBytes says otherwise.
+const DefaultKVCacheBytes = 512 << 20
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithKVCacheBytes sets the KV-cache budget of each loaded model (rounded
+// down to whole blocks, at least one).
+func WithKVCacheBytes(n int64) Option { return func(e *Engine) { e.kvBytes = n } }
+
 // Engine is the in-process accel.Backend.
 type Engine struct {
-	name string
-	k    transformer.Kernels
+	name    string
+	k       transformer.Kernels
+	kvBytes int64
 
 	mu     sync.RWMutex
 	models map[string]*loaded
@@ -37,15 +49,20 @@ type loaded struct {
 	step  int64              // used when opt is nil
 	accum []float32          // sum of micro-batch gradients since the last update
 	micro int
+	dec   *transformer.Decoder // KV-cached decoding, made on first use
 }
 
 // New returns an engine named name that runs on kernels k (nil means
 // transformer.PortableKernels).
-func New(name string, k transformer.Kernels) *Engine {
+func New(name string, k transformer.Kernels, opts ...Option) *Engine {
 	if k == nil {
 		k = transformer.PortableKernels()
 	}
-	return &Engine{name: name, k: k, models: map[string]*loaded{}}
+	e := &Engine{name: name, k: k, kvBytes: DefaultKVCacheBytes, models: map[string]*loaded{}}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // Info describes the engine and the CPU features it found.
@@ -90,7 +107,7 @@ func invalid(format string, args ...any) error {
 // wrapModelErr maps the runtime's input and checkpoint errors to
 // accel.ErrInvalidArgument.
 func wrapModelErr(id string, err error) error {
-	if errors.Is(err, transformer.ErrInvalidInput) || errors.Is(err, transformer.ErrInvalidConfig) || errors.Is(err, transformer.ErrSafetensors) {
+	if errors.Is(err, transformer.ErrInvalidInput) || errors.Is(err, transformer.ErrInvalidConfig) || errors.Is(err, transformer.ErrSafetensors) || errors.Is(err, transformer.ErrKVCacheFull) {
 		return fmt.Errorf("%w: model %q: %w", accel.ErrInvalidArgument, id, err)
 	}
 	return fmt.Errorf("model %q: %w", id, err)
@@ -264,6 +281,9 @@ func (e *Engine) ApplyUpdate(ctx context.Context, req accel.UpdateRequest) (acce
 		}
 	}
 	norm := l.opt.Step(l.model.ParamData(), l.accum, req.LearningRate)
+	if l.dec != nil {
+		l.dec.Reset() // cached keys and values came from the old weights
+	}
 	clear(l.accum)
 	l.micro = 0
 	return accel.UpdateResult{GradNorm: norm, Step: l.opt.StepCount()}, nil
@@ -286,19 +306,34 @@ func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.Eva
 	return accel.EvalResult{Loss: loss, Tokens: int64(req.Batch * req.SeqLen)}, nil
 }
 
-// DecodeStep returns next-token logits for each sequence; sequences
-// longer than n_ctx keep their last n_ctx tokens.
+// DecodeStep returns next-token logits for each sequence. Without
+// CacheIDs every sequence is recomputed whole and sequences longer than
+// n_ctx keep their last n_ctx tokens. With CacheIDs the step runs on the
+// model's KV cache (see transformer.Decoder): Release first, then each
+// sequence's tokens are appended to its cached id.
 func (e *Engine) DecodeStep(ctx context.Context, req accel.DecodeRequest) (accel.DecodeResult, error) {
 	l, err := e.get(ctx, req.ModelID)
 	if err != nil {
 		return accel.DecodeResult{}, err
 	}
 	defer l.mu.Unlock()
-	logits, err := l.model.NextLogits(req.Sequences)
-	if err != nil {
-		return accel.DecodeResult{}, wrapModelErr(req.ModelID, err)
+	if len(req.CacheIDs) == 0 {
+		if len(req.Release) > 0 && l.dec != nil {
+			l.dec.Release(req.Release...)
+		}
+		if len(req.Sequences) == 0 && len(req.Release) > 0 {
+			return accel.DecodeResult{}, nil
+		}
+		if req.ExitThreshold != 0 {
+			return accel.DecodeResult{}, invalid("model %q: early exit (threshold %v) needs cache ids", req.ModelID, req.ExitThreshold)
+		}
+		logits, err := l.model.NextLogits(req.Sequences)
+		if err != nil {
+			return accel.DecodeResult{}, wrapModelErr(req.ModelID, err)
+		}
+		return accel.DecodeResult{Logits: logits}, nil
 	}
-	return accel.DecodeResult{Logits: logits}, nil
+	return e.cachedDecode(l, req)
 }
 
 // SaveWeights returns the model as safetensors (GPT-2 names, F32) with
