@@ -48,8 +48,36 @@ type Config struct {
 	// Backend is where a model is loaded until it is swapped; default "cpu".
 	Backend string
 	Logger  *slog.Logger
-	// Concurrency bounds the requests served at once.
+	// Concurrency bounds the requests this instance accepts at once,
+	// queued or running, over all models; beyond it requests fail with
+	// ErrQueueFull. Default 1024.
 	Concurrency int
+	// MaxBatch bounds the sequences a model decodes together in one step
+	// (continuous batching: new requests join at the next step, finished
+	// ones leave). Default 32.
+	MaxBatch int
+	// DisableBatching decodes one request at a time per model (MaxBatch
+	// 1), the baseline `llmesh bench serve` compares batching with.
+	DisableBatching bool
+	// StepTokens is the per-step token budget: prompts of new requests are
+	// prefilled, in chunks, within what the step's decodes leave of it.
+	// Default 512.
+	StepTokens int
+	// QueueDepth bounds the requests waiting per model to join its batch;
+	// beyond it requests fail with ErrQueueFull. Default 256.
+	QueueDepth int
+	// DisableKVCache sends every sequence's whole window each step instead
+	// of appending to the backend's KV cache (for tests and benchmarks;
+	// backends without a cache get this anyway).
+	DisableKVCache bool
+	// KeepAlive unloads a model after this long without requests; the
+	// next request loads it again. 0 means DefaultKeepAlive, negative
+	// never.
+	KeepAlive time.Duration
+	// MemoryBudget bounds the bytes of model weights loaded at once in
+	// this instance; loading past it unloads idle models, least recently
+	// used first. 0 means no bound.
+	MemoryBudget int64
 	// Instance names this instance in swap and status replies; default
 	// host-pid-random.
 	Instance string
@@ -73,7 +101,22 @@ type Service struct {
 	filter      Filter
 	log         *slog.Logger
 	sem         chan struct{}
-	bg          sync.WaitGroup // drains of swapped-out plugins
+	bg          sync.WaitGroup // drains of swapped-out plugins, batch loops
+	runCtx      context.Context
+
+	maxBatch, stepTokens, queueDepth int
+	noCache                          bool
+	keepAlive                        time.Duration
+
+	cancelMu sync.Mutex
+	cancels  map[string]context.CancelFunc // by stream subject
+
+	stats stats
+
+	memMu   sync.Mutex
+	budget  int64
+	memUsed int64
+	mem     map[*route]int64
 
 	launchMu sync.Mutex // serializes launches of a backend's first plugin
 
@@ -96,8 +139,27 @@ func New(cfg Config) (*Service, error) {
 	if err := validBackend(cfg.Backend); err != nil {
 		return nil, fmt.Errorf("inference: config: %w", err)
 	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
+	if cfg.Concurrency < 0 || cfg.MaxBatch < 0 || cfg.StepTokens < 0 || cfg.QueueDepth < 0 || cfg.MemoryBudget < 0 {
+		return nil, fmt.Errorf("inference: config: negative limit (concurrency %d, max batch %d, step tokens %d, queue depth %d, memory budget %d)",
+			cfg.Concurrency, cfg.MaxBatch, cfg.StepTokens, cfg.QueueDepth, cfg.MemoryBudget)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 1024
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 32
+	}
+	if cfg.DisableBatching {
+		cfg.MaxBatch = 1
+	}
+	if cfg.StepTokens == 0 {
+		cfg.StepTokens = 512
+	}
+	if cfg.QueueDepth == 0 {
+		cfg.QueueDepth = 256
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
 	}
 	if cfg.RetryWindow < 0 {
 		return nil, fmt.Errorf("inference: config: retry window %v is negative", cfg.RetryWindow)
@@ -116,7 +178,9 @@ func New(cfg Config) (*Service, error) {
 		bus: cfg.Bus, host: cfg.Host, backend: cfg.Backend, instance: cfg.Instance, retryWindow: cfg.RetryWindow, filter: cfg.Filter,
 		log: log.With("service", "inference", "instance", cfg.Instance),
 		sem: make(chan struct{}, cfg.Concurrency), models: map[string]*served{},
-		plugins: map[*plugin]struct{}{}, newest: map[string]*plugin{},
+		plugins: map[*plugin]struct{}{}, newest: map[string]*plugin{}, runCtx: context.Background(),
+		maxBatch: cfg.MaxBatch, stepTokens: cfg.StepTokens, queueDepth: cfg.QueueDepth, noCache: cfg.DisableKVCache,
+		keepAlive: cfg.KeepAlive, cancels: map[string]context.CancelFunc{}, budget: cfg.MemoryBudget, mem: map[*route]int64{},
 	}, nil
 }
 
@@ -127,16 +191,26 @@ func (s *Service) Instance() string { return s.instance }
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	nc := s.bus.Conn()
+	s.runCtx = ctx
+	cancelSub, err := nc.Subscribe(bus.InferenceCancelSubject, s.serveCancel)
+	if err != nil {
+		return fmt.Errorf("inference: subscribe: %w", err)
+	}
+	defer cancelSub.Unsubscribe()
 	sub, err := nc.QueueSubscribe("infer.>", "inference", func(m *nats.Msg) {
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return
 		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-s.sem; wg.Done() }()
-			s.serve(ctx, m)
+			defer wg.Done()
+			select {
+			case s.sem <- struct{}{}:
+				defer func() { <-s.sem }()
+				s.serve(ctx, m)
+			default:
+				s.refuse(m, fmt.Errorf("%w: the instance serves its limit of %d requests; retry later", ErrQueueFull, cap(s.sem)))
+			}
 		}()
 	})
 	if err != nil {
@@ -177,6 +251,40 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// refuse answers m with err without running it.
+func (s *Service) refuse(m *nats.Msg, err error) {
+	out := m.Reply
+	var req busv1.GenerateRequest
+	if len(m.Data) <= MaxRequestBytes && proto.Unmarshal(m.Data, &req) == nil && req.StreamSubject != "" {
+		out = req.StreamSubject
+	}
+	if out != "" {
+		s.send(out, errorChunk(err))
+	}
+}
+
+// errorChunk is the last chunk of a failed generation.
+func errorChunk(err error) *busv1.GenerateChunk {
+	c := &busv1.GenerateChunk{Done: true, FinishReason: "error", ErrorCode: errorCode(err), Error: err.Error()}
+	if c.ErrorCode == "resource_exhausted" {
+		c.RetryAfterMs = 1000
+	}
+	return c
+}
+
+func (s *Service) serveCancel(m *nats.Msg) {
+	var c busv1.GenerateCancel
+	if proto.Unmarshal(m.Data, &c) != nil || c.Subject == "" {
+		return
+	}
+	s.cancelMu.Lock()
+	cancel := s.cancels[c.Subject]
+	s.cancelMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
 func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 	var req busv1.GenerateRequest
 	out := m.Reply
@@ -206,11 +314,45 @@ func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 		fail("invalid_argument", "request for model %q arrived on %s, want %s", req.Model, m.Subject, want)
 		return
 	}
+	// The request ends at its deadline or when its client cancels it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if req.DeadlineUnixMs > 0 {
+		deadline := time.UnixMilli(req.DeadlineUnixMs)
+		if !time.Now().Before(deadline) {
+			fail("deadline_exceeded", "model %q: the request's deadline passed before it ran", req.Model)
+			return
+		}
+		var dcancel context.CancelFunc
+		ctx, dcancel = context.WithDeadline(ctx, deadline)
+		defer dcancel()
+	}
+	s.cancelMu.Lock()
+	s.cancels[out] = cancel
+	s.cancelMu.Unlock()
+	defer func() {
+		s.cancelMu.Lock()
+		delete(s.cancels, out)
+		s.cancelMu.Unlock()
+	}()
 	if err := s.generate(ctx, &req, func(c *busv1.GenerateChunk) { s.send(out, c) }); err != nil {
+		if errors.Is(err, context.Canceled) {
+			s.log.Debug("generate cancelled", "model", req.Model)
+			return // nobody listens any more
+		}
 		s.log.Warn("generate failed", "model", req.Model, "err", err)
-		fail(errorCode(err), "%v", err)
+		s.send(out, errorChunk(err))
 	}
 }
+
+// Limits on stop sequences.
+const (
+	MaxStops     = 8
+	MaxStopBytes = 64
+)
+
+// errInvalidRequest marks a request the service refuses (invalid_argument).
+var errInvalidRequest = errors.New("invalid request")
 
 func validate(req *busv1.GenerateRequest) error {
 	if err := bus.ValidName(req.Model); err != nil {
@@ -228,13 +370,25 @@ func validate(req *busv1.GenerateRequest) error {
 	if req.MaxTokens == 0 {
 		req.MaxTokens = DefaultMaxTokens
 	}
-	if req.Temperature < 0 || req.Temperature > 10 {
-		return fmt.Errorf("temperature %g out of range [0, 10]", req.Temperature)
+	if err := samplingParams(req).Validate(); err != nil {
+		return err
 	}
-	if req.TopK < 0 {
-		return fmt.Errorf("top_k %d must not be negative", req.TopK)
+	if t := req.ExitThreshold; t != t || t < 0 || t > 1 {
+		return fmt.Errorf("exit_threshold %g out of range [0, 1]", t)
+	}
+	if len(req.Stop) > MaxStops {
+		return fmt.Errorf("%d stop sequences exceed the limit of %d", len(req.Stop), MaxStops)
+	}
+	for i, st := range req.Stop {
+		if st == "" || len(st) > MaxStopBytes {
+			return fmt.Errorf("stop sequence %d has %d bytes, want 1 to %d", i, len(st), MaxStopBytes)
+		}
 	}
 	return nil
+}
+
+func samplingParams(req *busv1.GenerateRequest) sampling.Params {
+	return sampling.Params{Temperature: req.Temperature, TopK: int(req.TopK), TopP: req.TopP, RepetitionPenalty: req.RepetitionPenalty, Seed: req.Seed}
 }
 
 func (s *Service) send(subject string, c *busv1.GenerateChunk) {
@@ -249,7 +403,8 @@ func (s *Service) send(subject string, c *busv1.GenerateChunk) {
 
 // generate runs one request, calling emit for each chunk of text and once
 // more with Done set. It runs on the plugin the model is routed to when it
-// starts, even if the model is swapped meanwhile.
+// starts, even if the model is swapped meanwhile: the route's continuous
+// batch decodes it together with the model's other requests.
 func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit func(*busv1.GenerateChunk)) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -274,6 +429,9 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		return err
 	}
 	prompt := lm.tok.Encode(promptText)
+	if len(prompt) > lm.cfg.NCtx {
+		return fmt.Errorf("%w: the prompt of %d tokens exceeds model %q's context of %d tokens", errInvalidRequest, len(prompt), req.Model, lm.cfg.NCtx)
+	}
 	ids := make([]int32, 0, len(prompt)+int(req.MaxTokens)+1)
 	if len(prompt) == 0 {
 		ids = append(ids, int32(lm.eot))
@@ -281,63 +439,78 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	for _, id := range prompt {
 		ids = append(ids, int32(id))
 	}
-	nPrompt := len(prompt)
-	sampler := sampling.New(sampling.Params{Temperature: req.Temperature, TopK: int(req.TopK), Seed: req.Seed})
+	nPrompt := int32(len(prompt))
+	qctx, stop := context.WithCancel(ctx)
+	defer stop() // a stop sequence, an error or a client gone: the batch drops the sequence
+	q := newSequence(qctx, ids, int(req.MaxTokens), req.ExitThreshold, samplingParams(req))
+	if err := s.submit(r, q); err != nil {
+		return err
+	}
+
 	var gen []uint32
+	var saved int64
 	sent := 0
-	finish := "length"
+	finish := ""
 	var seq int64
-	for len(gen) < int(req.MaxTokens) {
-		window := ids
-		if len(window) > lm.cfg.NCtx {
-			window = window[len(window)-lm.cfg.NCtx:]
+	cut := stopCutter{stops: req.Stop}
+	chunk := func(text string, tok int32) *busv1.GenerateChunk {
+		seq++
+		c := &busv1.GenerateChunk{Text: text, Seq: seq, PromptTokens: nPrompt, CompletionTokens: int32(len(gen)), LayersSaved: saved}
+		if out.stream == nil && tok >= 0 {
+			c.TokenIds = []int32{tok}
 		}
-		res, err := r.pl.p.DecodeStep(ctx, accel.DecodeRequest{ModelID: r.id, Sequences: [][]int32{window}})
-		if err != nil {
-			if !retryable(err) || ctx.Err() != nil {
-				return fmt.Errorf("model %q: decode: %w", req.Model, err)
-			}
-			// The plugin died (and was restarted) or lost the model:
-			// load it again and redo the step. Decoding is idempotent.
-			if lm, err = s.recover(ctx, r, lm, err); err != nil {
-				return err
-			}
-			continue
+		return c
+	}
+	for finish == "" {
+		var ev event
+		select {
+		case ev = <-q.events:
+		case <-ctx.Done():
+			return fmt.Errorf("model %q: %w", req.Model, ctx.Err())
 		}
-		next := sampler.Next(res.Logits[0])
-		if uint32(next) == lm.eot {
-			finish = "stop"
+		if ev.err != nil {
+			return ev.err
+		}
+		saved = ev.saved
+		if ev.finish != "" {
+			finish = ev.finish
 			break
 		}
-		ids = append(ids, next)
-		gen = append(gen, uint32(next))
+		gen = append(gen, uint32(ev.tok))
 		text, err := lm.tok.Decode(gen)
 		if err != nil {
 			return fmt.Errorf("model %q: decode tokens: %w", req.Model, err)
 		}
 		// Send only whole characters: a byte-level token may end mid-rune.
 		complete := validPrefix(text)
-		if complete > sent {
-			piece := strings.ToValidUTF8(text[sent:complete], "\uFFFD")
-			sent = complete
-			release, ferr := out.push(piece)
-			if release != "" || out.stream == nil {
-				c := &busv1.GenerateChunk{Text: release, Seq: seq + 1, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))}
-				if out.stream == nil {
-					c.TokenIds = []int32{next}
-				}
-				seq++
-				emit(c)
-			}
-			if ferr != nil {
-				return ferr
-			}
+		if complete <= sent {
+			continue
+		}
+		piece, hit := cut.push(strings.ToValidUTF8(text[sent:complete], "\uFFFD"))
+		sent = complete
+		if hit {
+			finish = "stop"
+			stop()
+		}
+		release, ferr := out.push(piece)
+		if release != "" || (out.stream == nil && !hit) {
+			emit(chunk(release, ev.tok))
+		}
+		if ferr != nil {
+			return ferr
 		}
 	}
-	text, _ := lm.tok.Decode(gen)
 	tail := ""
-	if len(text) > sent {
+	if text, _ := lm.tok.Decode(gen); len(text) > sent && !cut.hit {
 		tail = strings.ToValidUTF8(text[sent:], "\uFFFD")
+	}
+	if !cut.hit {
+		var hit bool
+		if tail, hit = cut.push(tail); !hit {
+			tail += cut.flush()
+		} else {
+			finish = "stop"
+		}
 	}
 	if out.stream != nil {
 		// The last piece goes through the filter too, then what it held.
@@ -349,15 +522,66 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		}
 		if err != nil {
 			if release != "" {
-				seq++
-				emit(&busv1.GenerateChunk{Text: release, Seq: seq, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen))})
+				emit(chunk(release, -1))
 			}
 			return err
 		}
 		tail = release
 	}
-	emit(&busv1.GenerateChunk{Text: tail, Done: true, FinishReason: finish, PromptTokens: int32(nPrompt), CompletionTokens: int32(len(gen)), Seq: seq + 1})
+	last := chunk(tail, -1)
+	last.Done, last.FinishReason = true, finish
+	emit(last)
 	return nil
+}
+
+// stopCutter finds stop sequences in streamed text. It holds back the
+// tail that could be the start of a stop sequence until the next piece
+// decides it.
+type stopCutter struct {
+	stops   []string
+	pending string
+	hit     bool
+}
+
+// push adds text and returns what may be sent now; hit reports that a
+// stop sequence was found, and the text before it is all that is left.
+func (c *stopCutter) push(text string) (out string, hit bool) {
+	if len(c.stops) == 0 {
+		return text, false
+	}
+	buf := c.pending + text
+	first := -1
+	for _, stop := range c.stops {
+		if i := strings.Index(buf, stop); i >= 0 && (first < 0 || i < first) {
+			first = i
+		}
+	}
+	if first >= 0 {
+		c.pending, c.hit = "", true
+		return buf[:first], true
+	}
+	hold := 0
+	for _, stop := range c.stops {
+		for k := min(len(stop)-1, len(buf)); k > hold; k-- {
+			if strings.HasSuffix(buf, stop[:k]) {
+				hold = k
+				break
+			}
+		}
+	}
+	// Never split a character: hold back whole runes.
+	for hold > 0 && hold < len(buf) && !utf8.RuneStart(buf[len(buf)-hold]) {
+		hold++
+	}
+	c.pending = buf[len(buf)-hold:]
+	return buf[:len(buf)-hold], false
+}
+
+// flush returns the held-back text at the end of the generation.
+func (c *stopCutter) flush() string {
+	out := c.pending
+	c.pending = ""
+	return out
 }
 
 // ErrUnavailable: the model's plugin died and did not come back within the
@@ -437,6 +661,12 @@ func errorCode(err error) string {
 		return coded.ErrorCode()
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrMemoryBudget):
+		return "resource_exhausted"
+	case errors.Is(err, errInvalidRequest), errors.Is(err, sampling.ErrInvalidParams):
+		return "invalid_argument"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
 	case errors.Is(err, bus.ErrNotFound):
 		return "not_found"
 	case errors.Is(err, bus.ErrInvalidName):

@@ -46,7 +46,10 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, accel.HostConfig{}) }
 
 // newEnvWith is newEnv on a host configured by hc (Command, RestartBackoff,
 // StartTimeout and Logger are set for the test).
-func newEnvWith(t *testing.T, hc accel.HostConfig) *env {
+func newEnvWith(t *testing.T, hc accel.HostConfig) *env { return newEnvConfig(t, hc, nil) }
+
+// newEnvConfig is newEnvWith with the service's config adjusted by set.
+func newEnvConfig(t *testing.T, hc accel.HostConfig, set func(*Config)) *env {
 	t.Helper()
 	b := bustest.New(t)
 	hc.Command, hc.RestartBackoff, hc.StartTimeout = reexec, time.Millisecond, 20*time.Second
@@ -56,7 +59,11 @@ func newEnvWith(t *testing.T, hc accel.HostConfig) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	s, err := New(Config{Bus: b, Host: h})
+	cfg := Config{Bus: b, Host: h}
+	if set != nil {
+		set(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,10 +258,19 @@ func TestGenerate(t *testing.T) {
 	if g := e.mustGenerate(t, &busv1.GenerateRequest{Model: "tiny", MaxTokens: 4}); g.last.PromptTokens != 0 {
 		t.Errorf("empty prompt: prompt_tokens = %d", g.last.PromptTokens)
 	}
-	// A prompt longer than n_ctx is cut to its last n_ctx tokens.
-	long := strings.Repeat("the dog sat on the log. ", 20)
-	if g := e.mustGenerate(t, &busv1.GenerateRequest{Model: "tiny", Prompt: long, MaxTokens: 4}); int(g.last.PromptTokens) <= 32 {
-		t.Errorf("long prompt: prompt_tokens = %d, want over n_ctx", g.last.PromptTokens)
+	// Generation stops at the context: a prompt of n_ctx tokens gets one.
+	var full string
+	for len(e.tok.Encode(full)) < 32 {
+		full += "a cat "
+	}
+	for len(e.tok.Encode(full)) > 32 {
+		full = full[:len(full)-1]
+	}
+	if n := len(e.tok.Encode(full)); n == 32 {
+		g := e.mustGenerate(t, &busv1.GenerateRequest{Model: "tiny", Prompt: full, MaxTokens: 10})
+		if g.last.CompletionTokens > 1 || (g.last.CompletionTokens == 1 && g.last.FinishReason != "length") {
+			t.Errorf("prompt of n_ctx tokens: %d tokens, finish %q; want at most 1", g.last.CompletionTokens, g.last.FinishReason)
+		}
 	}
 }
 
@@ -274,6 +290,13 @@ func TestGenerateErrors(t *testing.T) {
 		"negative max_tokens":  {&busv1.GenerateRequest{Model: "tiny", MaxTokens: -1}, "max_tokens -1 out of range [0, 2048]", ""},
 		"max_tokens too large": {&busv1.GenerateRequest{Model: "tiny", MaxTokens: MaxTokens + 1}, "max_tokens 2049 out of range", ""},
 		"negative temperature": {&busv1.GenerateRequest{Model: "tiny", Temperature: -0.5}, "temperature -0.5 out of range [0, 10]", ""},
+		"top_p above 1":        {&busv1.GenerateRequest{Model: "tiny", TopP: 1.5}, "top_p 1.5 out of range [0, 1]", ""},
+		"repetition penalty":   {&busv1.GenerateRequest{Model: "tiny", RepetitionPenalty: 50}, "repetition_penalty 50 out of range", ""},
+		"exit threshold":       {&busv1.GenerateRequest{Model: "tiny", ExitThreshold: 2}, "exit_threshold 2 out of range [0, 1]", ""},
+		"too many stops":       {&busv1.GenerateRequest{Model: "tiny", Stop: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}}, "9 stop sequences exceed the limit of 8", ""},
+		"empty stop":           {&busv1.GenerateRequest{Model: "tiny", Stop: []string{""}}, "stop sequence 0 has 0 bytes", ""},
+		"prompt over context":  {&busv1.GenerateRequest{Model: "tiny", Prompt: strings.Repeat("the dog sat on the log. ", 20)}, `tokens exceeds model "tiny"'s context of 32 tokens`, ""},
+		"deadline passed":      {&busv1.GenerateRequest{Model: "tiny", Prompt: "x", DeadlineUnixMs: 1}, "deadline passed before it ran", "deadline_exceeded"},
 		"temperature too high": {&busv1.GenerateRequest{Model: "tiny", Temperature: 11}, "temperature 11 out of range", ""},
 		"negative top_k":       {&busv1.GenerateRequest{Model: "tiny", TopK: -1}, "top_k -1 must not be negative", ""},
 		"prompt too long":      {&busv1.GenerateRequest{Model: "tiny", Prompt: strings.Repeat("a", MaxPromptBytes+1)}, "prompt of 65537 bytes exceeds 65536", ""},

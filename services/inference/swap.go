@@ -75,7 +75,10 @@ type route struct {
 	n        atomic.Int64 // requests in flight, for status
 
 	mu  sync.Mutex // held while loading
-	cur *resident  // nil until loaded; replaced on reload, never modified
+	cur *resident  // nil until loaded and after an unload; replaced on reload, never modified
+
+	batch batch        // the continuous batch decoding the route's requests
+	used  atomic.Int64 // when a request last acquired the route (unix ns), for LRU eviction
 }
 
 // release ends a request that acquired r.
@@ -131,6 +134,7 @@ func (s *Service) acquire(ctx context.Context, name string) (*route, error) {
 	r := m.route
 	r.inflight.Add(1)
 	r.n.Add(1)
+	r.used.Store(time.Now().UnixNano())
 	return r, nil
 }
 
@@ -237,7 +241,11 @@ func (s *Service) load(ctx context.Context, r *route, rec *busv1.ModelRecord, st
 	if err != nil {
 		return nil, fmt.Errorf("model %q: read checkpoint: %w", name, err)
 	}
+	if err := s.reserve(r, int64(len(w))); err != nil {
+		return nil, err
+	}
 	if _, err := r.pl.p.LoadModel(ctx, accel.LoadRequest{ModelID: r.id, ConfigJSON: rec.ConfigJson, Weights: w}); err != nil {
+		s.forget(r)
 		return nil, fmt.Errorf("model %q: load: %w", name, err)
 	}
 	r.cur = &resident{ref: rec.Checkpoint, tokRef: rec.Tokenizer, tok: tok, cfg: cfg, eot: eot}
@@ -350,6 +358,15 @@ func (s *Service) retire(m *served, old *route) {
 		}
 		cancel()
 	}
+	old.batch.mu.Lock()
+	if old.batch.idle != nil {
+		old.batch.idle.Stop()
+	}
+	old.batch.mu.Unlock()
+	old.mu.Lock()
+	old.cur = nil
+	old.mu.Unlock()
+	s.forget(old)
 	m.mu.Lock()
 	delete(m.draining, old)
 	m.mu.Unlock()
