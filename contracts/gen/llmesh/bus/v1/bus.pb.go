@@ -675,6 +675,9 @@ type GenerateRequest struct {
 	// exit_threshold > 0 lets a model with exit heads stop at the first
 	// layer whose confidence passes it.
 	ExitThreshold float32 `protobuf:"fixed32,12,opt,name=exit_threshold,json=exitThreshold,proto3" json:"exit_threshold,omitempty"`
+	// ignore_eos generates max_tokens tokens even past end-of-text (for
+	// benchmarks, as vLLM's ignore_eos).
+	IgnoreEos     bool `protobuf:"varint,13,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -791,6 +794,13 @@ func (x *GenerateRequest) GetExitThreshold() float32 {
 		return x.ExitThreshold
 	}
 	return 0
+}
+
+func (x *GenerateRequest) GetIgnoreEos() bool {
+	if x != nil {
+		return x.IgnoreEos
+	}
+	return false
 }
 
 // GenerateCancel, published to inference.cancel, stops the generation
@@ -1914,7 +1924,7 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\vresult_json\x18\x0e \x01(\fH\x00R\n" +
 	"resultJson\x12\x16\n" +
 	"\x05error\x18\x0f \x01(\tH\x00R\x05errorB\x06\n" +
-	"\x04body\"\xf9\x02\n" +
+	"\x04body\"\x98\x03\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1929,7 +1939,9 @@ const file_llmesh_bus_v1_bus_proto_rawDesc = "" +
 	"\x04stop\x18\n" +
 	" \x03(\tR\x04stop\x12(\n" +
 	"\x10deadline_unix_ms\x18\v \x01(\x03R\x0edeadlineUnixMs\x12%\n" +
-	"\x0eexit_threshold\x18\f \x01(\x02R\rexitThreshold\"*\n" +
+	"\x0eexit_threshold\x18\f \x01(\x02R\rexitThreshold\x12\x1d\n" +
+	"\n" +
+	"ignore_eos\x18\r \x01(\bR\tignoreEos\"*\n" +
 	"\x0eGenerateCancel\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"\xdb\x02\n" +
 	"\rGenerateChunk\x12\x12\n" +
