@@ -18,7 +18,9 @@ type AdamW struct {
 	Config AdamWConfig
 	m, v   []float32
 	step   int64
-	decay  [][2]int // [start, end) ranges of the flat vector that decay
+	decay  [][2]int // [start, end) ranges of the flat vector that decay, ascending
+	part   []float64
+	task   adamTask
 }
 
 // AdamWState is the optimizer's saveable state. M and V are in parameter
@@ -59,16 +61,87 @@ func (o *AdamW) SetState(s AdamWState) error {
 	return nil
 }
 
-// Step applies one update with learning rate lr: clips grads in place to
-// the global norm Config.GradClip (when positive), then updates params.
-// It returns the gradient norm before clipping.
+// adamBlock is how many parameters one parallel piece of Step covers.
+const adamBlock = 1 << 15
+
+// adamTask is one phase of Step over blocks of the flat vectors.
+type adamTask struct {
+	o                   *AdamW
+	params, grads       []float32
+	norm                bool      // phase 1: per-block sums of squares into part
+	part                []float64 // per-block sums of squares
+	scale, lr, stepSize float32
+	invSqrtBC2          float32
+}
+
+func (t *adamTask) run(i int) {
+	lo, hi := i*adamBlock, min((i+1)*adamBlock, len(t.params))
+	if t.norm {
+		var ss float64
+		for _, g := range t.grads[lo:hi] {
+			ss += float64(g) * float64(g)
+		}
+		t.part[i] = ss
+		return
+	}
+	o := t.o
+	// Walk the decay ranges that meet [lo, hi).
+	pos := lo
+	for _, r := range o.decay {
+		if r[1] <= pos {
+			continue
+		}
+		if r[0] >= hi {
+			break
+		}
+		if r[0] > pos {
+			t.update(pos, r[0], 0)
+			pos = r[0]
+		}
+		end := min(r[1], hi)
+		t.update(pos, end, o.Config.WeightDecay)
+		pos = end
+	}
+	if pos < hi {
+		t.update(pos, hi, 0)
+	}
+}
+
+// update is the fused AdamW step for [lo, hi): one pass reads g, m, v, p
+// and writes m, v, p.
+func (t *adamTask) update(lo, hi int, wd float32) {
+	o := t.o
+	b1, b2, eps := o.Config.Beta1, o.Config.Beta2, o.Config.Eps
+	p, g, m, v := t.params[lo:hi], t.grads[lo:hi], o.m[lo:hi], o.v[lo:hi]
+	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+	scale, decay, stepSize, inv := t.scale, 1-t.lr*wd, t.stepSize, t.invSqrtBC2
+	for i := range p {
+		gi := g[i] * scale
+		mi := b1*m[i] + (1-b1)*gi
+		vi := b2*v[i] + (1-b2)*gi*gi
+		m[i], v[i] = mi, vi
+		p[i] = p[i]*decay - stepSize*mi/(float32(math.Sqrt(float64(vi)))*inv+eps)
+	}
+}
+
+// Step applies one update with learning rate lr: clips grads to the global
+// norm Config.GradClip (when positive), then updates params, in parallel
+// over blocks. It returns the gradient norm before clipping.
 func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 	if len(params) != len(o.m) || len(grads) != len(o.m) {
 		panic(fmt.Sprintf("adamw: %d params and %d grads for %d moments", len(params), len(grads), len(o.m)))
 	}
+	blocks := (len(params) + adamBlock - 1) / adamBlock
+	if cap(o.part) < blocks {
+		o.part = make([]float64, blocks)
+	}
+	t := &o.task
+	*t = adamTask{o: o, params: params, grads: grads, norm: true, part: o.part[:blocks]}
+	pool := defaultPool()
+	pool.run(t, blocks)
 	var ss float64
-	for _, g := range grads {
-		ss += float64(g) * float64(g)
+	for _, v := range t.part {
+		ss += v
 	}
 	norm := math.Sqrt(ss)
 	scale := float32(1)
@@ -76,28 +149,12 @@ func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 		scale = float32(c / (norm + 1e-6))
 	}
 	o.step++
-	b1, b2 := o.Config.Beta1, o.Config.Beta2
-	bc1 := float32(1 - math.Pow(float64(b1), float64(o.step)))
-	bc2 := float32(1 - math.Pow(float64(b2), float64(o.step)))
-	stepSize := lr / bc1
-	invSqrtBC2 := float32(1 / math.Sqrt(float64(bc2)))
-	eps := o.Config.Eps
-	update := func(lo, hi int, wd float32) {
-		p, g, m, v := params[lo:hi], grads[lo:hi], o.m[lo:hi], o.v[lo:hi]
-		for i := range p {
-			gi := g[i] * scale
-			m[i] = b1*m[i] + (1-b1)*gi
-			v[i] = b2*v[i] + (1-b2)*gi*gi
-			denom := float32(math.Sqrt(float64(v[i])))*invSqrtBC2 + eps
-			p[i] -= lr*wd*p[i] + stepSize*m[i]/denom
-		}
-	}
-	pos := 0
-	for _, r := range o.decay {
-		update(pos, r[0], 0)
-		update(r[0], r[1], o.Config.WeightDecay)
-		pos = r[1]
-	}
-	update(pos, len(params), 0)
+	bc1 := 1 - math.Pow(float64(o.Config.Beta1), float64(o.step))
+	bc2 := 1 - math.Pow(float64(o.Config.Beta2), float64(o.step))
+	t.norm, t.scale, t.lr = false, scale, lr
+	t.stepSize = float32(float64(lr) / bc1)
+	t.invSqrtBC2 = float32(1 / math.Sqrt(bc2))
+	pool.run(t, blocks)
+	*t = adamTask{}
 	return norm
 }

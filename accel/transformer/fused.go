@@ -45,22 +45,25 @@ func tanhf(x float32) float32 {
 
 const geluC = 0.7978845608028654 // sqrt(2/pi)
 
-// geluForward writes GELU (tanh form) of x into out.
+// geluForward writes GELU (tanh form) of x into out, computed as
+// x·sigmoid(2u) with u = sqrt(2/pi)·(x + 0.044715x³), which equals
+// 0.5x(1 + tanh u) without its cancellation for negative x.
 func geluForward(out, x []float32) {
 	out = out[:len(x)]
 	for j, v := range x {
 		u := geluC * (v + 0.044715*v*v*v)
-		out[j] = 0.5 * v * (1 + tanhf(u))
+		out[j] = v * sigmoidf(2*u)
 	}
 }
 
-// geluBackward multiplies d by GELU'(x) in place.
+// geluBackward multiplies d by GELU'(x) in place: with s = sigmoid(2u),
+// GELU' = s + 2x·s(1-s)·u'(x).
 func geluBackward(d, x []float32) {
 	d = d[:len(x)]
 	for j, v := range x {
 		u := geluC * (v + 0.044715*v*v*v)
-		th := tanhf(u)
-		d[j] *= 0.5*(1+th) + 0.5*v*(1-th*th)*geluC*(1+3*0.044715*v*v)
+		s := sigmoidf(2 * u)
+		d[j] *= s + 2*v*s*(1-s)*geluC*(1+3*0.044715*v*v)
 	}
 }
 

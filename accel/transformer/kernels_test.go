@@ -111,3 +111,8 @@ func BenchmarkSgemm(b *testing.B) {
 		}
 	}
 }
+
+// testKernels lists the kernel dispatch paths the tests force, by name.
+func testKernels() map[string]Kernels {
+	return map[string]Kernels{"portable": PortableKernels()}
+}

@@ -18,52 +18,102 @@ func randTokens(r *rand.Rand, n, vocab int) []int32 {
 	return s
 }
 
-// TestGradientCheck compares the analytic gradient with central finite
-// differences for a sample of entries from every tensor. Parameters are
-// re-drawn with std 0.3 (norm weights around 1) so that every gradient is
-// well above float32 noise. An entry passes when
-// |analytic - numeric| <= 1e-3 + 3e-2·max(|analytic|, |numeric|).
-func TestGradientCheck(t *testing.T) {
+// gradCheckConfigs are the architecture options the gradient check covers:
+// every positions × norm pair, and each newer option on top of one.
+func gradCheckConfigs() map[string]struct {
+	cfg    Config
+	smooth float32
+} {
+	out := map[string]struct {
+		cfg    Config
+		smooth float32
+	}{}
 	for _, pos := range []string{PositionsLearned, PositionsRoPE} {
 		for _, norm := range []string{NormLayerNorm, NormRMSNorm} {
-			t.Run(pos+"/"+norm, func(t *testing.T) {
-				cfg := tinyConfig(pos, norm)
-				m := New(cfg, PortableKernels(), 1)
-				r := rand.New(rand.NewPCG(7, 8))
-				for _, p := range m.Params() {
-					for i := range p.Data {
-						if hasSuffix(p.Name, ".weight") && len(p.Shape) == 1 {
-							p.Data[i] = float32(1 + 0.3*r.NormFloat64())
-						} else {
-							p.Data[i] = float32(0.3 * r.NormFloat64())
-						}
-					}
-				}
-				B, T := 2, 5
-				in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
-				m.ZeroGrads()
-				if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
-					t.Fatal(err)
-				}
-				grads := append([]float32(nil), m.Grads()...)
-				const h = 1e-2
-				for _, p := range m.Params() {
-					for s := 0; s < 6; s++ {
-						i := r.IntN(p.Size())
-						orig := p.Data[i]
-						p.Data[i] = orig + h
-						lp, _ := m.Loss(in, tg, B, T)
-						p.Data[i] = orig - h
-						lm, _ := m.Loss(in, tg, B, T)
-						p.Data[i] = orig
-						num := (lp - lm) / (2 * h)
-						ana := float64(grads[p.Offset+i])
-						if d := math.Abs(ana - num); d > 1e-3+3e-2*math.Max(math.Abs(ana), math.Abs(num)) {
-							t.Errorf("%s[%d]: analytic %.6g, numeric %.6g", p.Name, i, ana, num)
-						}
-					}
-				}
+			out[pos+"/"+norm] = struct {
+				cfg    Config
+				smooth float32
+			}{tinyConfig(pos, norm), 0}
+		}
+	}
+	add := func(name string, smooth float32, mod func(*Config)) {
+		c := tinyConfig(PositionsLearned, NormLayerNorm)
+		mod(&c)
+		out[name] = struct {
+			cfg    Config
+			smooth float32
+		}{c, smooth}
+	}
+	add("swiglu", 0, func(c *Config) { c.MLP = MLPSwiGLU })
+	add("swiglu/rope/rmsnorm", 0, func(c *Config) { c.MLP, c.Positions, c.Norm = MLPSwiGLU, PositionsRoPE, NormRMSNorm })
+	add("window", 0, func(c *Config) { c.AttnWindow = 2 })
+	add("window+global", 0, func(c *Config) { c.AttnWindow, c.AttnGlobal = 2, 1 })
+	add("exits", 0, func(c *Config) { c.NLayer, c.ExitLayers = 3, []int{1, 2} })
+	add("exits/rmsnorm", 0, func(c *Config) { c.NLayer, c.ExitLayers, c.Norm = 3, []int{2}, NormRMSNorm })
+	add("label-smoothing", 0.1, func(*Config) {})
+	add("all", 0.2, func(c *Config) {
+		c.MLP, c.Positions, c.AttnWindow, c.AttnGlobal, c.NLayer, c.ExitLayers = MLPSwiGLU, PositionsRoPE, 3, 1, 3, []int{1}
+	})
+	return out
+}
+
+// TestGradientCheck compares the analytic gradient with central finite
+// differences for a sample of entries from every tensor, for every
+// architecture option and on every kernel path this machine runs.
+// Parameters are re-drawn with std 0.3 (norm weights around 1) so that
+// every gradient is well above float32 noise. An entry passes when
+// |analytic - numeric| <= 1e-3 + 3e-2·max(|analytic|, |numeric|).
+func TestGradientCheck(t *testing.T) {
+	for kname, kern := range testKernels() {
+		for name, tc := range gradCheckConfigs() {
+			t.Run(kname+"/"+name, func(t *testing.T) {
+				gradCheck(t, tc.cfg, kern, tc.smooth)
 			})
+		}
+	}
+}
+
+func gradCheck(t *testing.T, cfg Config, kern Kernels, smooth float32) {
+	m := New(cfg, kern, 1)
+	if err := m.SetLabelSmoothing(smooth); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, p := range m.Params() {
+		for i := range p.Data {
+			if hasSuffix(p.Name, ".weight") && len(p.Shape) == 1 {
+				p.Data[i] = float32(1 + 0.3*r.NormFloat64())
+			} else {
+				p.Data[i] = float32(0.3 * r.NormFloat64())
+			}
+		}
+	}
+	B, T := 2, 5
+	in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
+	m.ZeroGrads()
+	loss, err := m.ForwardBackward(in, tg, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2, _ := m.Loss(in, tg, B, T); math.Abs(l2-loss) > 1e-5*math.Abs(loss) {
+		t.Fatalf("ForwardBackward loss %v, Loss %v", loss, l2)
+	}
+	grads := append([]float32(nil), m.Grads()...)
+	const h = 1e-2
+	for _, p := range m.Params() {
+		for s := 0; s < 6; s++ {
+			i := r.IntN(p.Size())
+			orig := p.Data[i]
+			p.Data[i] = orig + h
+			lp, _ := m.Loss(in, tg, B, T)
+			p.Data[i] = orig - h
+			lm, _ := m.Loss(in, tg, B, T)
+			p.Data[i] = orig
+			num := (lp - lm) / (2 * h)
+			ana := float64(grads[p.Offset+i])
+			if d := math.Abs(ana - num); d > 1e-3+3e-2*math.Max(math.Abs(ana), math.Abs(num)) {
+				t.Errorf("%s[%d]: analytic %.6g, numeric %.6g", p.Name, i, ana, num)
+			}
 		}
 	}
 }
