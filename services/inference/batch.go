@@ -31,6 +31,7 @@ type sequence struct {
 	ctx       context.Context // cancelled on a client cancel, a stop sequence or the deadline
 	maxTokens int
 	exit      float32
+	ignoreEOS bool
 	sampler   *sampling.Sampler
 	// events carries each generated token, then one event with a finish
 	// reason or an error. Its capacity (maxTokens+2) means the loop never
@@ -290,7 +291,7 @@ func (s *Service) step(r *route, active []*sequence, lm *resident) ([]*sequence,
 				q.saved += int64(max(0, lm.cfg.NLayer-res.ExitLayers[i]))
 			}
 			next := q.sampler.Next(res.Logits[i])
-			if next < 0 || uint32(next) == lm.eot {
+			if next < 0 || (uint32(next) == lm.eot && !q.ignoreEOS) {
 				b.retire(q, event{finish: "stop", saved: q.saved})
 				continue
 			}

@@ -443,6 +443,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	qctx, stop := context.WithCancel(ctx)
 	defer stop() // a stop sequence, an error or a client gone: the batch drops the sequence
 	q := newSequence(qctx, ids, int(req.MaxTokens), req.ExitThreshold, samplingParams(req))
+	q.ignoreEOS = req.IgnoreEos
 	if err := s.submit(r, q); err != nil {
 		return err
 	}
