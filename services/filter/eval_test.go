@@ -193,7 +193,9 @@ func loadEval(t testing.TB) []evalItem {
 // rate counts hits out of n per key.
 type rate struct{ hit, n int }
 
-func (r rate) String() string { return fmt.Sprintf("%d/%d = %.3f", r.hit, r.n, float64(r.hit)/float64(max(r.n, 1))) }
+func (r rate) String() string {
+	return fmt.Sprintf("%d/%d = %.3f", r.hit, r.n, float64(r.hit)/float64(max(r.n, 1)))
+}
 
 // TestEvalRecall: the default policy blocks at least 95% of the harmful
 // items (plain and obfuscated, Chinese and English) and at most 2% of the
