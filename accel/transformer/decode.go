@@ -92,6 +92,8 @@ type Decoder struct {
 	candSeq                     []int32
 	tAttn                       decAttnTask
 	tAct                        decActTask
+	tGemv                       gemvTask
+	vk                          VectorKernels
 }
 
 type seqPlan struct {
@@ -131,6 +133,10 @@ func NewDecoder(m *Model, budgetBlocks int) *Decoder {
 		}
 	}
 	d.tAttn.d, d.tAct.d = d, d
+	d.vk = portableVec{}
+	if vk, ok := m.k.(VectorKernels); ok {
+		d.vk = vk
+	}
 	return d
 }
 
@@ -423,9 +429,11 @@ func (d *Decoder) run(threshold float32) {
 	if n > 0 {
 		normForward(d.last, d.mean, d.rstd, d.last[:n*D], d.m.p.lnfW, d.m.p.lnfB, n, D)
 		if n == nSeq {
-			d.k.Sgemm(false, true, n, V, D, 1, d.last, D, d.m.p.wte, D, 0, d.logits, V)
+			clear(d.logits[:n*V])
+			d.matmul(true, d.logits, d.last, d.m.p.wte, n, D, V)
 		} else {
-			d.k.Sgemm(false, true, n, V, D, 1, d.last, D, d.m.p.wte, D, 0, d.out, V)
+			clear(d.out[:n*V])
+			d.matmul(true, d.out, d.last, d.m.p.wte, n, D, V)
 			for j := range n {
 				i := int(d.candSeq[j])
 				copy(d.logits[i*V:(i+1)*V], d.out[j*V:(j+1)*V])
@@ -449,7 +457,7 @@ func (d *Decoder) linear(out, in, w, b []float32, N, I, O int) {
 	for r := range N {
 		copy(out[r*O:(r+1)*O], b)
 	}
-	d.k.Sgemm(false, false, N, O, I, 1, in, I, w, O, 1, out, O)
+	d.matmul(false, out, in, w, N, I, O)
 }
 
 func addTo(dst, src []float32) {

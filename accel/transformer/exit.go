@@ -22,7 +22,8 @@ func (d *Decoder) tryExit(l int, threshold float32) {
 		return
 	}
 	normForward(d.last, d.mean, d.rstd, d.last[:n*D], ex.w, ex.b, n, D)
-	d.k.Sgemm(false, true, n, V, D, 1, d.last, D, d.m.p.wte, D, 0, d.out, V)
+	clear(d.out[:n*V])
+	d.matmul(true, d.out, d.last, d.m.p.wte, n, D, V)
 	for j := range n {
 		row := d.out[j*V : (j+1)*V]
 		if topProb(row) < threshold {

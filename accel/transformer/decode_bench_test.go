@@ -1,0 +1,65 @@
+package transformer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/llmesh/llmesh/accel/simd"
+)
+
+// benchConfig is the reference decoding config of issue 7 (4.3M
+// parameters); bench/torch/decode.py builds the same model in PyTorch.
+var benchConfig = Config{VocabSize: 4096, NCtx: 256, NEmbd: 256, NLayer: 4, NHead: 4}
+
+// Greedy generation as bench/torch/decode.py measures it: a prompt of
+// benchPrompt tokens per sequence, then benchGen tokens, each step feeding
+// every sequence's argmax back.
+const benchPrompt, benchGen = 32, 224
+
+// BenchmarkDecode reports greedy KV-cached generation throughput
+// (generated tokens per second over all sequences, prefill included) on
+// the reference config, batch 1 and 8, with the portable and the SIMD
+// kernels.
+func BenchmarkDecode(b *testing.B) {
+	kernels := map[string]func() Kernels{
+		"portable": PortableKernels,
+		"simd":     func() Kernels { return simd.Must() },
+	}
+	for _, kn := range []string{"portable", "simd"} {
+		for _, batch := range []int{1, 8} {
+			b.Run(fmt.Sprintf("kernels=%s/batch=%d", kn, batch), func(b *testing.B) {
+				m := New(benchConfig, kernels[kn](), 1)
+				d := NewDecoder(m, batch*(benchConfig.NCtx/KVBlockTokens))
+				r := rand.New(rand.NewPCG(1, 2))
+				seqs := make([]DecodeSeq, batch)
+				ids := make([]uint64, batch)
+				next := make([][1]int32, batch)
+				for b.Loop() {
+					for i := range seqs {
+						ids[i] = uint64(i)
+						seqs[i] = DecodeSeq{ID: uint64(i), Tokens: randTokens(r, benchPrompt, benchConfig.VocabSize)}
+					}
+					d.Release(ids...)
+					for range benchGen {
+						res, err := d.Step(seqs, nil, 0)
+						if err != nil {
+							b.Fatal(err)
+						}
+						for i, row := range res.Logits {
+							best := 0
+							for v, x := range row {
+								if x > row[best] {
+									best = v
+								}
+							}
+							next[i][0] = int32(best)
+							seqs[i].Tokens = next[i][:]
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N*batch*benchGen)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}

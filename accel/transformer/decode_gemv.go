@@ -1,0 +1,100 @@
+package transformer
+
+// Decoding multiplies a few rows (one per sequence decoding) by each
+// weight matrix. A packed GEMM copies the whole weight matrix into panels
+// on every call and fills a register tile meant for many rows, which costs
+// more than the product itself at that size; below gemvMaxRows rows the
+// decoder streams each weight row once instead, splitting the output
+// columns across the worker pool.
+
+// gemvMaxRows is the most rows the streaming path takes; more go to
+// Kernels.Sgemm.
+const gemvMaxRows = 16
+
+// VectorKernels is an optional extension of Kernels (found by type
+// assertion) with the two vector primitives the decoder's few-row
+// products are made of. Without it the decoder uses portable loops.
+type VectorKernels interface {
+	// Dot returns Σ x[i]·y[i] (len(x) == len(y)).
+	Dot(x, y []float32) float32
+	// Axpy adds alpha·x to y (len(x) == len(y)).
+	Axpy(alpha float32, x, y []float32)
+}
+
+type portableVec struct{}
+
+func (portableVec) Dot(x, y []float32) float32         { return kvDot(x, y) }
+func (portableVec) Axpy(alpha float32, x, y []float32) { kvAxpy(y, x, alpha) }
+
+// gemvTask is one few-row product, cut into column ranges.
+type gemvTask struct {
+	vk         VectorKernels
+	transB     bool
+	out, in, w []float32
+	N, I, O    int
+	per        int // columns per piece, a multiple of 16
+}
+
+// matmul adds in[N,I]·W[I,O] to out[N,O], or in[N,I]·W[O,I]ᵀ when transB.
+func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
+	if N > gemvMaxRows {
+		ldb := O
+		if transB {
+			ldb = I
+		}
+		d.k.Sgemm(false, transB, N, O, I, 1, in, I, w, ldb, 1, out, O)
+		return
+	}
+	t := &d.tGemv
+	*t = gemvTask{vk: d.vk, transB: transB, out: out, in: in, w: w, N: N, I: I, O: O}
+	pieces := min(d.pool.helpers+1, max(1, N*I*O/(1<<16)))
+	t.per = (O/pieces + 15) &^ 15
+	pieces = (O + t.per - 1) / t.per
+	d.pool.run(t, pieces)
+	t.out, t.in, t.w = nil, nil, nil
+}
+
+func (t *gemvTask) run(p int) {
+	lo, hi := p*t.per, min((p+1)*t.per, t.O)
+	if lo >= hi {
+		return
+	}
+	N, I, O := t.N, t.I, t.O
+	if t.transB {
+		for o := lo; o < hi; o++ {
+			wr := t.w[o*I : (o+1)*I]
+			for r := range N {
+				t.out[r*O+o] += t.vk.Dot(t.in[r*I:(r+1)*I], wr)
+			}
+		}
+		return
+	}
+	i := 0
+	if _, ok := t.vk.(portableVec); ok {
+		// Four weight rows per pass: one load and store of out per four
+		// multiply-adds.
+		for ; i+4 <= I; i += 4 {
+			w0, w1 := t.w[i*O+lo:i*O+hi], t.w[(i+1)*O+lo:(i+1)*O+hi]
+			w2, w3 := t.w[(i+2)*O+lo:(i+2)*O+hi], t.w[(i+3)*O+lo:(i+3)*O+hi]
+			for r := range N {
+				a := t.in[r*I+i : r*I+i+4 : r*I+i+4]
+				axpy4(t.out[r*O+lo:r*O+hi], w0, w1, w2, w3, a[0], a[1], a[2], a[3])
+			}
+		}
+	}
+	for ; i < I; i++ {
+		wr := t.w[i*O+lo : i*O+hi]
+		for r := range N {
+			t.vk.Axpy(t.in[r*I+i], wr, t.out[r*O+lo:r*O+hi])
+		}
+	}
+}
+
+// axpy4 adds a0·w0 + a1·w1 + a2·w2 + a3·w3 to y.
+func axpy4(y, w0, w1, w2, w3 []float32, a0, a1, a2, a3 float32) {
+	n := len(y)
+	w0, w1, w2, w3 = w0[:n], w1[:n], w2[:n], w3[:n]
+	for j := range y {
+		y[j] += (a0*w0[j] + a1*w1[j]) + (a2*w2[j] + a3*w3[j])
+	}
+}
