@@ -234,9 +234,11 @@ func (h *inference) Generate(ctx context.Context, req *connect.Request[apiv1.Gen
 	}
 	return connectError(h.g.bus.Generate(ctx, &busv1.GenerateRequest{
 		Model: m.Model, Prompt: m.Prompt, MaxTokens: m.MaxTokens, Temperature: m.Temperature, TopK: m.TopK, Seed: m.Seed,
+		TopP: m.TopP, RepetitionPenalty: m.RepetitionPenalty, Stop: m.Stop, ExitThreshold: m.ExitThreshold,
 	}, func(c *busv1.GenerateChunk) error {
 		return stream.Send(&apiv1.GenerateResponse{
 			Text: c.Text, Done: c.Done, FinishReason: c.FinishReason, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
+			LayersSaved: c.LayersSaved,
 		})
 	}))
 }

@@ -36,14 +36,20 @@ import (
 //     0 means the inference service's default; negative is a 400, above the
 //     service's limit the service refuses it (400).
 //   - temperature: OpenAI's range [0, 2], default 1 (OpenAI's); 0 is greedy.
-//   - top_p: must lie in [0, 1]; it is accepted and ignored, because the
-//     inference service does not sample by nucleus (GenerateRequest has no
-//     top_p), so clients that always send it keep working.
+//   - top_p: nucleus sampling, in [0, 1] (1, OpenAI's default, is all
+//     tokens).
+//   - repetition_penalty, top_k, ignore_eos and exit_threshold: extensions
+//     as vLLM names them (the OpenAI clients send them as extra body
+//     fields); the inference service checks their ranges (400).
 //   - n: only 1; best_of, logprobs, echo and the like are ignored.
-//   - stop: a string or up to 4 strings. The gateway cuts the text before
-//     the first stop sequence, even one that spans chunks, and ends the
-//     choice with finish_reason "stop" without waiting for the rest.
+//   - stop: a string or up to 4 strings. The inference service ends the
+//     generation at the first stop sequence; the gateway also cuts the
+//     text before it, even one that spans chunks, and ends the choice
+//     with finish_reason "stop" without waiting for the rest.
 //   - seed is passed on; user is ignored.
+//
+// A client that disconnects cancels its generation on the inference
+// service. With early exit, usage carries layers_saved.
 //   - stream_options.include_usage adds OpenAI's usage chunk (empty
 //     choices) before "data: [DONE]".
 //
@@ -119,6 +125,10 @@ func toOpenAIError(err error) *openaiError {
 		out.status, out.code = http.StatusNotFound, "model_not_found"
 	case connect.CodeResourceExhausted:
 		out.status, out.retryAfterS = http.StatusTooManyRequests, 1
+		var ge *bus.GenerateError
+		if errors.As(err, &ge) && ge.RetryAfter > time.Second {
+			out.retryAfterS = int((ge.RetryAfter + time.Second - 1) / time.Second)
+		}
 	case connect.CodeUnavailable:
 		out.status = http.StatusServiceUnavailable
 	case connect.CodeDeadlineExceeded:
@@ -231,6 +241,11 @@ type samplingBody struct {
 	StreamOptions *streamOptions  `json:"stream_options"`
 	Stop          json.RawMessage `json:"stop"`
 	Seed          *int64          `json:"seed"`
+	// Extensions (vLLM's names).
+	TopK              *int64   `json:"top_k"`
+	RepetitionPenalty *float64 `json:"repetition_penalty"`
+	IgnoreEOS         bool     `json:"ignore_eos"`
+	ExitThreshold     *float64 `json:"exit_threshold"`
 }
 
 type streamOptions struct {
@@ -286,9 +301,31 @@ func (s *samplingBody) request(maxTokens *int64, prompt string) (*busv1.Generate
 		}
 		req.Temperature = float32(*t)
 	}
-	if p := s.TopP; p != nil && (*p < 0 || *p > 1) {
-		return nil, nil, invalidParam("top_p", "top_p %g out of range [0, 1]", *p)
+	if p := s.TopP; p != nil {
+		if *p < 0 || *p > 1 {
+			return nil, nil, invalidParam("top_p", "top_p %g out of range [0, 1]", *p)
+		}
+		req.TopP = float32(*p)
 	}
+	if k := s.TopK; k != nil {
+		if *k < -1 || *k > math.MaxInt32 {
+			return nil, nil, invalidParam("top_k", "top_k %d out of range: -1 or 0 (all tokens) or a positive count", *k)
+		}
+		req.TopK = int32(max(0, *k))
+	}
+	if r := s.RepetitionPenalty; r != nil {
+		if math.IsNaN(*r) || *r < 0 || *r > math.MaxFloat32 {
+			return nil, nil, invalidParam("repetition_penalty", "repetition_penalty %g out of range", *r)
+		}
+		req.RepetitionPenalty = float32(*r)
+	}
+	if x := s.ExitThreshold; x != nil {
+		if math.IsNaN(*x) || *x < 0 || *x > 1 {
+			return nil, nil, invalidParam("exit_threshold", "exit_threshold %g out of range [0, 1]", *x)
+		}
+		req.ExitThreshold = float32(*x)
+	}
+	req.IgnoreEos = s.IgnoreEOS
 	if s.N != nil && *s.N != 1 {
 		return nil, nil, invalidParam("n", "n %d: only one choice per request is supported", *s.N)
 	}
@@ -299,6 +336,7 @@ func (s *samplingBody) request(maxTokens *int64, prompt string) (*busv1.Generate
 	if err != nil {
 		return nil, nil, err
 	}
+	req.Stop = stops
 	return req, stops, nil
 }
 
@@ -401,6 +439,8 @@ type openaiUsage struct {
 	PromptTokens     int32 `json:"prompt_tokens"`
 	CompletionTokens int32 `json:"completion_tokens"`
 	TotalTokens      int32 `json:"total_tokens"`
+	// LayersSaved counts the layers early exit skipped (an extension).
+	LayersSaved int64 `json:"layers_saved,omitempty"`
 }
 
 // errStopSequence ends a generation at a stop sequence.
@@ -423,6 +463,7 @@ func (g *Gateway) generate(r *http.Request, req *busv1.GenerateRequest, stops []
 			}
 		}
 		u.CompletionTokens += int32(len(c.TokenIds))
+		u.LayersSaved = c.LayersSaved
 		if c.Done {
 			u.PromptTokens, u.CompletionTokens = c.PromptTokens, c.CompletionTokens
 			if c.FinishReason == "length" {
@@ -646,6 +687,7 @@ func (g *Gateway) serveChatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stops = append(stops, chatStops...)
+	req.Stop = stops
 	if _, err := g.bus.GetModel(r.Context(), req.Model); err != nil {
 		writeOpenAIError(w, withParam(err, "model"))
 		return

@@ -240,7 +240,13 @@ func TestOpenAICompletions(t *testing.T) {
 		"sampling fields": {
 			body: `{"model":"m","prompt":["hello big world"],"max_tokens":2,"temperature":0,"top_p":0.5,"n":1,"seed":7,"user":"u","logprobs":null,"presence_penalty":0}`,
 			text: "hello big ", finish: "length", usage: [3]float64{3, 2, 5},
-			req: &busv1.GenerateRequest{Model: "m", Prompt: "hello big world", MaxTokens: 2, Seed: 7},
+			req: &busv1.GenerateRequest{Model: "m", Prompt: "hello big world", MaxTokens: 2, Seed: 7, TopP: 0.5},
+		},
+		"extensions": {
+			body: `{"model":"m","prompt":"hello big world","top_k":40,"repetition_penalty":1.2,"ignore_eos":true,"exit_threshold":0.9,"stop":["zzz"]}`,
+			text: "hello big world", finish: "stop", usage: [3]float64{3, 3, 6},
+			req: &busv1.GenerateRequest{Model: "m", Prompt: "hello big world", Temperature: 1, TopK: 40, RepetitionPenalty: 1.2,
+				IgnoreEos: true, ExitThreshold: 0.9, Stop: []string{"zzz"}},
 		},
 		"stop string": {
 			body: `{"model":"m","prompt":"hello big world","stop":"big"}`,
@@ -378,7 +384,8 @@ func TestOpenAIChat(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("chat completion (-want +got):\n%s", diff)
 	}
-	wantReq := &busv1.GenerateRequest{Model: "m", Prompt: "system: be brief\nuser: hi there\nassistant: \nassistant:", MaxTokens: 50, Temperature: 1}
+	wantReq := &busv1.GenerateRequest{Model: "m", Prompt: "system: be brief\nuser: hi there\nassistant: \nassistant:", MaxTokens: 50, Temperature: 1,
+		Stop: []string{"\nuser:", "\nsystem:"}}
 	if diff := cmp.Diff(wantReq, er.lastRequest(), protocmp.Transform()); diff != "" {
 		t.Errorf("generate request (-want +got):\n%s", diff)
 	}
@@ -477,6 +484,9 @@ func TestOpenAIErrors(t *testing.T) {
 		"negative temperature":  {"/v1/completions", `{"model":"m","prompt":"a","temperature":-0.5}`, 400, "temperature", ""},
 		"temperature above 2":   {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"a"}],"temperature":2.5}`, 400, "temperature", ""},
 		"top_p above 1":         {"/v1/completions", `{"model":"m","prompt":"a","top_p":1.5}`, 400, "top_p", ""},
+		"top_k below -1":        {"/v1/completions", `{"model":"m","prompt":"a","top_k":-2}`, 400, "top_k", ""},
+		"negative penalty":      {"/v1/completions", `{"model":"m","prompt":"a","repetition_penalty":-1}`, 400, "repetition_penalty", ""},
+		"exit threshold":        {"/v1/completions", `{"model":"m","prompt":"a","exit_threshold":3}`, 400, "exit_threshold", ""},
 		"five stops":            {"/v1/completions", `{"model":"m","prompt":"a","stop":["a","b","c","d","e"]}`, 400, "stop", ""},
 		"stop not strings":      {"/v1/completions", `{"model":"m","prompt":"a","stop":3}`, 400, "stop", ""},
 		"no messages":           {"/v1/chat/completions", `{"model":"m","messages":[]}`, 400, "messages", ""},
