@@ -169,3 +169,13 @@ func (k *Kernels) Describe() []string {
 	}
 	return d
 }
+
+// ParseLevel reads a level's name as String writes it.
+func ParseLevel(s string) (Level, error) {
+	for l := Generic; l <= AMX; l++ {
+		if l.String() == s {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("simd: unknown level %q (want generic, avx2, avx512 or amx)", s)
+}

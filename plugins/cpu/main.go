@@ -1,11 +1,61 @@
 package main
 
+// The runtime runs on the fastest kernels this machine has (accel/simd:
+// AVX-512 with VNNI and BF16, AVX2, or portable Go, picked at start).
+
 import (
+	"context"
+	"os"
+
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/accel/engine"
+	"github.com/llmesh/llmesh/accel/simd"
 	"github.com/llmesh/llmesh/accel/transformer"
 )
 
+// LLMESH_CPU_KERNELS forces a kernel level (generic, avx2, avx512), for
+// comparing levels or working around a bad one; unset picks the best.
+const levelEnv = "LLMESH_CPU_KERNELS"
+
+// backend is the engine with the kernel level added to its features.
+type backend struct {
+	*engine.Engine
+	kernels *simd.Kernels
+}
+
+var (
+	_ accel.Backend       = backend{}
+	_ transformer.Kernels = (*simd.Kernels)(nil)
+)
+
+func (b backend) Info(ctx context.Context) (accel.Info, error) {
+	info, err := b.Engine.Info(ctx)
+	if err != nil {
+		return info, err
+	}
+	info.Features = append(info.Features, b.kernels.Describe()...)
+	return info, nil
+}
+
+func kernels() (*simd.Kernels, error) {
+	name := os.Getenv(levelEnv)
+	if name == "" {
+		return simd.New()
+	}
+	l, err := simd.ParseLevel(name)
+	if err != nil {
+		return nil, err
+	}
+	return simd.New(simd.WithLevel(l))
+}
+
 func main() {
-	accel.Serve(engine.New("cpu", transformer.PortableKernels()))
+	k, err := kernels()
+	if err != nil {
+		// A forced level this machine cannot run: say so on stderr (the
+		// host logs it) and serve the best one instead of failing.
+		os.Stderr.WriteString("cpu plugin: " + levelEnv + ": " + err.Error() + "; using the detected level\n")
+		k = simd.Must()
+	}
+	accel.Serve(backend{Engine: engine.New("cpu", k), kernels: k})
 }

@@ -1,0 +1,76 @@
+package simd
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestPick(t *testing.T) {
+	avx512 := Features{Assembly: true, AVX2: true, FMA: true, AVX512F: true, AVX512VNNI: true, AVX512BF16: true}
+	amx := avx512
+	amx.AMXTile, amx.AMXInt8, amx.AMXBF16, amx.AMXPermitted, amx.AMXKernels = true, true, true, true, true
+	denied := amx
+	denied.AMXPermitted, denied.AMXDenied = false, "arch_prctl: operation not permitted"
+	noKernels := amx
+	noKernels.AMXKernels = false
+	cases := map[string]struct {
+		f    Features
+		want Level
+	}{
+		"nothing":              {Features{}, Generic},
+		"no assembly":          {Features{AVX2: true, FMA: true, AVX512F: true}, Generic},
+		"avx2 without fma":     {Features{Assembly: true, AVX2: true}, Generic},
+		"avx2":                 {Features{Assembly: true, AVX2: true, FMA: true}, AVX2},
+		"avx512":               {avx512, AVX512},
+		"amx":                  {amx, AMX},
+		"amx denied by the OS": {denied, AVX512},
+		"amx without kernels":  {noKernels, AVX512},
+		"amx tile but no int8": {func() Features { f := amx; f.AMXInt8 = false; return f }(), AVX512},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := pick(tc.f); got != tc.want {
+				t.Fatalf("pick = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAMXFallback: this build ships no AMX kernels, so the dispatcher
+// runs the next level on every machine and a forced AMX level fails
+// clearly. (Where the CPU has AMX, CPU() also reports whether the OS
+// granted tile data.)
+func TestAMXFallback(t *testing.T) {
+	f := CPU()
+	t.Logf("cpu: %+v", f)
+	if Detect() == AMX {
+		t.Fatalf("Detect = amx, but no AMX kernels ship")
+	}
+	if _, err := New(WithLevel(AMX)); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("New(amx) error = %v, want ErrUnsupported", err)
+	}
+	k, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := pick(Features{Assembly: f.Assembly, AVX2: f.AVX2, FMA: f.FMA, AVX512F: f.AVX512F}); k.Level() != want {
+		t.Fatalf("New picked %s, want %s", k.Level(), want)
+	}
+	if f.AMXTile && !f.AMXPermitted && f.AMXDenied == "" {
+		t.Fatalf("AMX present but neither permitted nor denied")
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for l := Generic; l <= AMX; l++ {
+		if got, err := ParseLevel(l.String()); err != nil || got != l {
+			t.Fatalf("ParseLevel(%q) = %s, %v", l, got, err)
+		}
+	}
+	if _, err := ParseLevel("sse"); err == nil {
+		t.Fatal("ParseLevel(sse) did not fail")
+	}
+	if _, err := New(WithThreads(0)); err == nil {
+		t.Fatal("New(0 threads) did not fail")
+	}
+}
