@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 func refGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) []float64 {
@@ -112,7 +114,14 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 }
 
-// testKernels lists the kernel dispatch paths the tests force, by name.
+// testKernels lists the kernel dispatch paths the tests force, by name:
+// the portable kernels and every accel/simd level this machine runs.
 func testKernels() map[string]Kernels {
-	return map[string]Kernels{"portable": PortableKernels()}
+	ks := map[string]Kernels{"portable": PortableKernels()}
+	for _, l := range []simd.Level{simd.Generic, simd.AVX2, simd.AVX512, simd.AMX} {
+		if k, err := simd.New(simd.WithLevel(l)); err == nil {
+			ks["simd-"+l.String()] = k
+		}
+	}
+	return ks
 }

@@ -215,19 +215,31 @@ func TestForwardBackwardAllocs(t *testing.T) {
 
 // BenchmarkTrainStep measures training throughput for the demo config.
 func BenchmarkTrainStep(b *testing.B) {
-	cfg := Config{VocabSize: 1024, NCtx: 64, NEmbd: 128, NLayer: 4, NHead: 4}
-	m := New(cfg, PortableKernels(), 1)
-	opt := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1}, m)
-	r := rand.New(rand.NewPCG(1, 1))
-	B, T := 16, 64
-	in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
-	b.ResetTimer()
-	for b.Loop() {
-		m.ZeroGrads()
-		if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
-			b.Fatal(err)
-		}
-		opt.Step(m.ParamData(), m.Grads(), 1e-3)
+	benchTrainStep(b, Config{VocabSize: 1024, NCtx: 64, NEmbd: 128, NLayer: 4, NHead: 4}, 16)
+}
+
+// BenchmarkTrainStepReference is issue 3's reference config (llmesh bench
+// train-step measures it beside PyTorch).
+func BenchmarkTrainStepReference(b *testing.B) {
+	benchTrainStep(b, Config{VocabSize: 4096, NCtx: 256, NEmbd: 256, NLayer: 4, NHead: 4}, 8)
+}
+
+func benchTrainStep(b *testing.B, cfg Config, B int) {
+	for kname, kern := range testKernels() {
+		b.Run(kname, func(b *testing.B) {
+			m := New(cfg, kern, 1)
+			opt := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1}, m)
+			r := rand.New(rand.NewPCG(1, 1))
+			T := cfg.NCtx
+			in, tg := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
+			for b.Loop() {
+				m.ZeroGrads()
+				if _, err := m.ForwardBackward(in, tg, B, T); err != nil {
+					b.Fatal(err)
+				}
+				opt.Step(m.ParamData(), m.Grads(), 1e-3)
+			}
+			b.ReportMetric(float64(B*T)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
 	}
-	b.ReportMetric(float64(B*T)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/llmesh/llmesh/accel/simd"
 	"github.com/llmesh/llmesh/accel/transformer"
 	"github.com/llmesh/llmesh/services/tokenizer/tokbench"
 )
@@ -39,6 +40,7 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 	threads := fs.Int("threads", 2, "cores for both sides")
 	script := fs.String("torch-script", "", "PyTorch partner (default: bench/torch/train_step.py found from here or above)")
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch partner")
+	level := fs.String("kernels", "", "kernels: portable, or an accel/simd level (generic, avx2, avx512); default the best this machine runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +56,10 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	// Before the model's worker pool starts: it is sized from GOMAXPROCS.
 	runtime.GOMAXPROCS(*threads)
-	kernels, kname := trainStepKernels()
+	kernels, kname, err := trainStepKernels(*threads, *level)
+	if err != nil {
+		return err
+	}
 	log := io.Discard
 	if !*asJSON {
 		log = stderr
@@ -178,7 +183,23 @@ func trainStepTail(s string, n int) string {
 	return s
 }
 
-// trainStepKernels picks the fastest kernels this build has.
-func trainStepKernels() (transformer.Kernels, string) {
-	return transformer.PortableKernels(), "portable"
+// trainStepKernels returns the kernels named (portable, or an accel/simd
+// level) or, for "", the best accel/simd level this machine runs.
+func trainStepKernels(threads int, name string) (transformer.Kernels, string, error) {
+	if name == "portable" {
+		return transformer.PortableKernels(), "portable", nil
+	}
+	opts := []simd.Option{simd.WithThreads(threads)}
+	if name != "" {
+		l, err := simd.ParseLevel(name)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: --kernels: %v", errUsage, err)
+		}
+		opts = append(opts, simd.WithLevel(l))
+	}
+	k, err := simd.New(opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	return k, "simd-" + k.Level().String(), nil
 }
