@@ -301,15 +301,32 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 			}
 		case kindBF16Pairs:
 			u := f32AsU32(panel)
-			for r := range rows {
-				i := i0 + ir + r
-				for q := range kcu {
-					lo := uint32(j.ah[j.aIndex(i, p0+2*q)])
-					var hi uint32
-					if 2*q+1 < kc {
-						hi = uint32(j.ah[j.aIndex(i, p0+2*q+1)])
+			full := kc / 2 // whole pairs; an odd kc leaves one element
+			if j.transA {
+				for q := range full {
+					lo := j.ah[(p0+2*q)*j.lda+i0+ir:][:rows]
+					hi := j.ah[(p0+2*q+1)*j.lda+i0+ir:][:rows]
+					d := u[q*mr : q*mr+rows]
+					for r := range d {
+						d[r] = uint32(lo[r]) | uint32(hi[r])<<16
 					}
-					u[q*mr+r] = lo | hi<<16
+				}
+				if full < kcu {
+					lo := j.ah[(p0+2*full)*j.lda+i0+ir:][:rows]
+					d := u[full*mr : full*mr+rows]
+					for r := range d {
+						d[r] = uint32(lo[r])
+					}
+				}
+				continue
+			}
+			for r := range rows {
+				src := j.ah[(i0+ir+r)*j.lda+p0:][:kc]
+				for q, v := range u16AsU32(src[:2*full]) {
+					u[q*mr+r] = v
+				}
+				if full < kcu {
+					u[full*mr+r] = uint32(src[2*full])
 				}
 			}
 		}
@@ -362,14 +379,32 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 		}
 	case kindBF16Pairs:
 		u := f32AsU32(panel)
-		for q := range kcu {
+		full := kc / 2
+		if j.transB {
 			for s := range cols {
-				lo := uint32(j.bh[j.bIndex(p0+2*q, col+s)])
-				var hi uint32
-				if 2*q+1 < kc {
-					hi = uint32(j.bh[j.bIndex(p0+2*q+1, col+s)])
+				src := j.bh[(col+s)*j.ldb+p0:][:kc]
+				for q, v := range u16AsU32(src[:2*full]) {
+					u[q*nr+s] = v
 				}
-				u[q*nr+s] = lo | hi<<16
+				if full < kcu {
+					u[full*nr+s] = uint32(src[2*full])
+				}
+			}
+			return
+		}
+		for q := range full {
+			lo := j.bh[(p0+2*q)*j.ldb+col:][:cols]
+			hi := j.bh[(p0+2*q+1)*j.ldb+col:][:cols]
+			d := u[q*nr : q*nr+cols]
+			for s := range d {
+				d[s] = uint32(lo[s]) | uint32(hi[s])<<16
+			}
+		}
+		if full < kcu {
+			lo := j.bh[(p0+2*full)*j.ldb+col:][:cols]
+			d := u[full*nr : full*nr+cols]
+			for s := range d {
+				d[s] = uint32(lo[s])
 			}
 		}
 	}
@@ -382,6 +417,15 @@ func f32AsU32(x []float32) []uint32 {
 		return nil
 	}
 	return unsafe.Slice((*uint32)(unsafe.Pointer(&x[0])), len(x))
+}
+
+// u16AsU32 views an even number of little-endian uint16 as uint32 pairs,
+// the first of each pair in the low half.
+func u16AsU32(x []uint16) []uint32 {
+	if len(x) < 2 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&x[0])), len(x)/2)
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

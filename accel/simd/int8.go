@@ -74,7 +74,12 @@ type int8Job struct {
 
 var int8Jobs = sync.Pool{New: func() any { return new(int8Job) }}
 
-const int8MC = 14 * 8
+const (
+	int8MC = 14 * 8
+	// int8Chunk B panels (32 columns each) are multiplied by a whole A
+	// block before the next: 8 panels of k=1024 are 256 KiB.
+	int8Chunk = 8
+)
 
 func (j *int8Job) run2(k *Kernels) {
 	threads := k.threads
@@ -138,32 +143,37 @@ func (j *int8Job) run(i int) {
 	j.packA(ap, i0, mc)
 	var tmp [14 * 32]float32
 	var scales [14]float32
-	for ir := 0; ir < mc; ir += mr {
-		rows := min(mr, mc-ir)
-		for r := range mr {
-			switch {
-			case r >= rows:
-				scales[r] = 0
-			case len(j.aScale) == 1:
-				scales[r] = j.aScale[0]
-			default:
-				scales[r] = j.aScale[i0+ir+r]
+	// B panels in chunks that stay in L2 while every A panel of the
+	// block passes over them.
+	qEnd := min((gi+1)*j.group, j.panels)
+	for q0 := gi * j.group; q0 < qEnd; q0 += int8Chunk {
+		for ir := 0; ir < mc; ir += mr {
+			rows := min(mr, mc-ir)
+			for r := range mr {
+				switch {
+				case r >= rows:
+					scales[r] = 0
+				case len(j.aScale) == 1:
+					scales[r] = j.aScale[0]
+				default:
+					scales[r] = j.aScale[i0+ir+r]
+				}
 			}
-		}
-		aq := unsafe.Pointer(&ap[ir*kg*4])
-		for q := gi * j.group; q < min((gi+1)*j.group, j.panels); q++ {
-			col := q * nr
-			cols := min(nr, j.n-col)
-			bq := unsafe.Pointer(&j.bp[q*kg*nr*4])
-			comp, bs := unsafe.Pointer(&j.comp[col]), unsafe.Pointer(&j.bs[col])
-			off := (i0+ir)*j.ldc + col
-			if rows == mr && cols == nr {
-				j.kern(kg, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, comp, unsafe.Pointer(&scales[0]), bs)
-				continue
-			}
-			j.kern(kg, aq, bq, unsafe.Pointer(&tmp[0]), nr, comp, unsafe.Pointer(&scales[0]), bs)
-			for r := range rows {
-				copy(j.c[off+r*j.ldc:off+r*j.ldc+cols], tmp[r*nr:r*nr+cols])
+			aq := unsafe.Pointer(&ap[ir*kg*4])
+			for q := q0; q < min(q0+int8Chunk, qEnd); q++ {
+				col := q * nr
+				cols := min(nr, j.n-col)
+				bq := unsafe.Pointer(&j.bp[q*kg*nr*4])
+				comp, bs := unsafe.Pointer(&j.comp[col]), unsafe.Pointer(&j.bs[col])
+				off := (i0+ir)*j.ldc + col
+				if rows == mr && cols == nr {
+					j.kern(kg, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, comp, unsafe.Pointer(&scales[0]), bs)
+					continue
+				}
+				j.kern(kg, aq, bq, unsafe.Pointer(&tmp[0]), nr, comp, unsafe.Pointer(&scales[0]), bs)
+				for r := range rows {
+					copy(j.c[off+r*j.ldc:off+r*j.ldc+cols], tmp[r*nr:r*nr+cols])
+				}
 			}
 		}
 	}
@@ -215,28 +225,48 @@ func (j *int8Job) packB(q int) {
 	if cols < nr || j.k%4 != 0 {
 		clear(panel)
 	}
-	for s := range nr {
-		c := col + s
-		if s >= cols {
-			j.comp[c], j.bs[c] = 0, 0
-			continue
-		}
-		var sum int32
-		for p := range j.k {
-			var v int8
-			if j.transB {
-				v = j.b[c*j.ldb+p]
-			} else {
-				v = j.b[p*j.ldb+c]
+	for c := col + cols; c < col+nr; c++ {
+		j.comp[c], j.bs[c] = 0, 0
+	}
+	sums := j.comp[col : col+cols]
+	clear(sums)
+	full := j.k / 4
+	if j.transB {
+		// Column c of op(B) is row c of B: its groups of four are
+		// already contiguous.
+		u := unsafe.Slice((*uint32)(unsafe.Pointer(&panel[0])), kg*nr)
+		for s := range cols {
+			src := j.b[(col+s)*j.ldb:][:j.k]
+			var sum int32
+			for _, v := range src {
+				sum += int32(v)
 			}
-			panel[((p/4)*nr+s)*4+p%4] = byte(v)
-			sum += int32(v)
+			sums[s] = sum
+			if full > 0 {
+				for q, v := range unsafe.Slice((*uint32)(unsafe.Pointer(&src[0])), full) {
+					u[q*nr+s] = v
+				}
+			}
+			for p := 4 * full; p < j.k; p++ {
+				panel[(full*nr+s)*4+p-4*full] = byte(src[p])
+			}
 		}
-		j.comp[c] = 128 * sum
+	} else {
+		for p := range j.k {
+			row := j.b[p*j.ldb+col:][:cols]
+			d := panel[(p/4)*nr*4+p%4:]
+			for s, v := range row {
+				d[s*4] = byte(v)
+				sums[s] += int32(v)
+			}
+		}
+	}
+	for s := range cols {
+		sums[s] *= 128
 		if len(j.bScale) == 1 {
-			j.bs[c] = j.bScale[0]
+			j.bs[col+s] = j.bScale[0]
 		} else {
-			j.bs[c] = j.bScale[c]
+			j.bs[col+s] = j.bScale[col+s]
 		}
 	}
 }
