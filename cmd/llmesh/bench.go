@@ -24,6 +24,7 @@ import (
 var benchAreas = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"tokenizer":  benchTokenizer,
 	"dataprep":   benchDataprep,
+	"filter":     benchFilter,
 	"kernels":    benchKernels,
 	"train-step": benchTrainStep,
 }

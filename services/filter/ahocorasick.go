@@ -9,6 +9,7 @@ type matcher struct {
 	nclass  int
 	next    []int32 // next[state*nclass+class]
 	out     [][]int32
+	trans   []int32 // next, as rows, flagged (see scan)
 	lengths []int // pattern byte lengths
 }
 
@@ -71,19 +72,30 @@ func newMatcher(patterns []string) *matcher {
 			}
 		}
 	}
+	m.trans = make([]int32, len(m.next))
+	for i, n := range m.next {
+		row := n * int32(m.nclass)
+		if len(m.out[n]) > 0 {
+			row = -row - 1
+		}
+		m.trans[i] = row
+	}
+	m.next = nil
 	return m
 }
 
 // scan calls fn(pattern, end) for every occurrence of a pattern in text,
 // end being the byte offset just past it, in order of end.
 func (m *matcher) scan(text []byte, fn func(pattern, end int)) {
+	// trans[row+class] is the next state's row (state*nclass), negated
+	// minus one when that state has outputs.
+	trans, class := m.trans, &m.class
 	s := int32(0)
-	nc := int32(m.nclass)
-	next, class, out := m.next, &m.class, m.out
 	for i, b := range text {
-		s = next[s*nc+int32(class[b])]
-		if len(out[s]) != 0 {
-			for _, p := range out[s] {
+		s = trans[s+int32(class[b])]
+		if s < 0 {
+			s = -s - 1
+			for _, p := range m.out[s/int32(m.nclass)] {
 				fn(int(p), i+1)
 			}
 		}

@@ -246,3 +246,5 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(5, 6)) }

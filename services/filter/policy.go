@@ -125,6 +125,10 @@ func Builtins() []string {
 	return out
 }
 
+// BuiltinPhrases returns the phrases of a built-in list as written (a
+// trailing "*" marks a prefix phrase).
+func BuiltinPhrases(name string) ([]string, error) { return builtin(name) }
+
 // builtin reads a built-in list: one phrase a line, "#" comments.
 func builtin(name string) ([]string, error) {
 	data, err := listFS.ReadFile("lists/" + name + ".txt")

@@ -50,7 +50,7 @@ type Stream struct {
 
 // contextBytes is how much released text a stream rescans: enough for the
 // longest phrase.
-const contextBytes = 2 * MaxPhraseBytes
+const contextBytes = MaxPhraseBytes
 
 // NewStream starts the check of one output; observe (may be nil) sees each
 // block or redaction finding, for audit.
