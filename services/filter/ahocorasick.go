@@ -10,7 +10,7 @@ type matcher struct {
 	next    []int32 // next[state*nclass+class]
 	out     [][]int32
 	trans   []int32 // next, as rows, flagged (see scan)
-	lengths []int // pattern byte lengths
+	lengths []int   // pattern byte lengths
 }
 
 // newMatcher compiles patterns (non-empty byte strings).
