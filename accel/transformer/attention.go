@@ -12,7 +12,7 @@ import (
 // never written; the backward pass recomputes scores block by block from q,
 // k and the stored log-sum-exp.
 const (
-	attnBq = 16
+	attnBq = 64
 	attnBk = 64
 )
 
@@ -56,9 +56,17 @@ type attnHead struct {
 	pat        attnPattern
 }
 
+// blockFull reports whether every query of [q0,q1) sees every key of
+// [k0,k1) (no mask needed inside the tile).
+func (p attnPattern) blockFull(q0, q1, k0, k1 int) bool {
+	if k1-1 > q0 {
+		return false
+	}
+	return p.window <= 0 || q1-1-k0 < p.window || k1 <= p.global
+}
+
 type attnScratch struct {
-	s            []float32 // attnBq × attnBk scores / probabilities
-	dp           []float32 // attnBq × attnBk
+	s, dp        []float32 // attnBq × attnBk scores / probabilities and their gradient
 	acc          []float32 // attnBq × hd output accumulator
 	mx, sum, dlt []float32 // attnBq
 }
@@ -100,21 +108,36 @@ func axpy(alpha float32, x, y []float32) {
 	}
 }
 
+// mask sets the invisible entries of a score tile (rows q0.., columns
+// k0.., row stride attnBk) to v.
+func (p attnPattern) mask(s []float32, q0, nq, k0, nk int, v float32) {
+	for r := range nq {
+		row := s[r*attnBk : r*attnBk+nk]
+		for c := range row {
+			if !p.visible(q0+r, k0+c) {
+				row[c] = v
+			}
+		}
+	}
+}
+
 // attnForward computes out = softmax(q·kᵀ·scale, masked)·v for one head
 // and stores each query row's log-sum-exp (natural log, of the scaled
-// scores) in lse[0:T]. qkv and out are the head's sequence rows.
-func attnForward(h attnHead, qkv, out, lse []float32) {
+// scores) in lse[0:T]. qkv and out are the head's sequence rows. The tile
+// products run on tk, which must not split work across goroutines (the
+// model already runs one head per goroutine).
+func attnForward(tk Kernels, h attnHead, qkv, out, lse []float32) {
 	sc := getAttnScratch(h.hd)
 	defer attnScratchPool.Put(sc)
-	T, hd := h.T, h.hd
+	T, hd, st := h.T, h.hd, h.qkvStride
+	negInf := float32(math.Inf(-1))
 	for q0 := 0; q0 < T; q0 += attnBq {
 		q1 := min(q0+attnBq, T)
 		nq := q1 - q0
 		acc := sc.acc[:nq*hd]
 		clear(acc)
 		for r := range nq {
-			sc.mx[r] = float32(math.Inf(-1))
-			sc.sum[r] = 0
+			sc.mx[r], sc.sum[r] = negInf, 0
 		}
 		for k0 := 0; k0 < q1; k0 += attnBk {
 			k1 := min(k0+attnBk, q1)
@@ -122,47 +145,39 @@ func attnForward(h attnHead, qkv, out, lse []float32) {
 				continue
 			}
 			nk := k1 - k0
+			tk.Sgemm(false, true, nq, nk, hd, h.scale, qkv[q0*st+h.qOff:], st, qkv[k0*st+h.kOff:], st, 0, sc.s, attnBk)
+			if !h.pat.blockFull(q0, q1, k0, k1) {
+				h.pat.mask(sc.s, q0, nq, k0, nk, negInf)
+			}
 			for r := range nq {
-				tq := q0 + r
-				q := qkv[tq*h.qkvStride+h.qOff : tq*h.qkvStride+h.qOff+hd]
 				s := sc.s[r*attnBk : r*attnBk+nk]
-				mx := sc.mx[r]
-				rowMax := float32(math.Inf(-1))
-				for c := range nk {
-					tk := k0 + c
-					if !h.pat.visible(tq, tk) {
-						s[c] = float32(math.Inf(-1))
-						continue
-					}
-					v := dot(q, qkv[tk*h.qkvStride+h.kOff:tk*h.qkvStride+h.kOff+hd]) * h.scale
-					s[c] = v
+				rowMax := negInf
+				for _, v := range s {
 					rowMax = max(rowMax, v)
 				}
-				if math.IsInf(float64(rowMax), -1) {
-					continue // nothing visible in this block for this row
+				if rowMax == negInf {
+					clear(s) // nothing visible in this tile for this row
+					continue
 				}
-				newMx := max(mx, rowMax)
-				a := acc[r*hd : (r+1)*hd]
-				if newMx != mx {
-					corr := expf(mx - newMx) // 0 when mx is -Inf
+				if m := sc.mx[r]; rowMax > m {
+					corr := expf(m - rowMax) // 0 when m is -Inf
 					sc.sum[r] *= corr
+					a := acc[r*hd : (r+1)*hd]
 					for j := range a {
 						a[j] *= corr
 					}
-					sc.mx[r] = newMx
+					sc.mx[r] = rowMax
 				}
+				m := sc.mx[r]
 				var sum float32
-				for c := range nk {
-					if math.IsInf(float64(s[c]), -1) {
-						continue
-					}
-					p := expf(s[c] - newMx)
+				for c, v := range s {
+					p := expf(v - m)
+					s[c] = p
 					sum += p
-					tk := k0 + c
-					axpy(p, qkv[tk*h.qkvStride+h.vOff:tk*h.qkvStride+h.vOff+hd], a)
 				}
 				sc.sum[r] += sum
 			}
+			tk.Sgemm(false, false, nq, hd, nk, 1, sc.s, attnBk, qkv[k0*st+h.vOff:], st, 1, acc, hd)
 		}
 		for r := range nq {
 			tq := q0 + r
@@ -179,19 +194,19 @@ func attnForward(h attnHead, qkv, out, lse []float32) {
 
 // attnBackward adds the gradient of one head's attention to its q, k and
 // v columns of dqkv (which the caller clears), given dout, the forward
-// output and lse. Probabilities are recomputed per block as
-// exp(score - lse).
-func attnBackward(h attnHead, qkv, out, lse, dout, dqkv []float32) {
+// output and lse. Per tile it recomputes P = exp(scale·q·kᵀ - lse) and
+// runs the five tile products of the FlashAttention backward on tk.
+func attnBackward(tk Kernels, h attnHead, qkv, out, lse, dout, dqkv []float32) {
 	sc := getAttnScratch(h.hd)
 	defer attnScratchPool.Put(sc)
-	T, hd := h.T, h.hd
+	T, hd, st, ost := h.T, h.hd, h.qkvStride, h.outStride
 	for q0 := 0; q0 < T; q0 += attnBq {
 		q1 := min(q0+attnBq, T)
 		nq := q1 - q0
 		// delta_r = dout_r · out_r (the softmax backward's row term).
 		for r := range nq {
-			tq := q0 + r
-			sc.dlt[r] = dot(dout[tq*h.outStride+h.oOff:tq*h.outStride+h.oOff+hd], out[tq*h.outStride+h.oOff:tq*h.outStride+h.oOff+hd])
+			o := (q0+r)*ost + h.oOff
+			sc.dlt[r] = dot(dout[o:o+hd], out[o:o+hd])
 		}
 		for k0 := 0; k0 < q1; k0 += attnBk {
 			k1 := min(k0+attnBk, q1)
@@ -199,27 +214,32 @@ func attnBackward(h attnHead, qkv, out, lse, dout, dqkv []float32) {
 				continue
 			}
 			nk := k1 - k0
+			P, dP := sc.s, sc.dp
+			tk.Sgemm(false, true, nq, nk, hd, h.scale, qkv[q0*st+h.qOff:], st, qkv[k0*st+h.kOff:], st, 0, P, attnBk)
 			for r := range nq {
-				tq := q0 + r
-				q := qkv[tq*h.qkvStride+h.qOff : tq*h.qkvStride+h.qOff+hd]
-				dq := dqkv[tq*h.qkvStride+h.qOff : tq*h.qkvStride+h.qOff+hd]
-				g := dout[tq*h.outStride+h.oOff : tq*h.outStride+h.oOff+hd]
-				l, dl := lse[tq], sc.dlt[r]
-				for c := range nk {
-					tk := k0 + c
-					if !h.pat.visible(tq, tk) {
-						continue
-					}
-					kb := tk * h.qkvStride
-					k := qkv[kb+h.kOff : kb+h.kOff+hd]
-					v := qkv[kb+h.vOff : kb+h.vOff+hd]
-					p := expf(dot(q, k)*h.scale - l)
-					axpy(p, g, dqkv[kb+h.vOff:kb+h.vOff+hd])
-					ds := p * (dot(g, v) - dl) * h.scale
-					axpy(ds, k, dq)
-					axpy(ds, q, dqkv[kb+h.kOff:kb+h.kOff+hd])
+				l := lse[q0+r]
+				row := P[r*attnBk : r*attnBk+nk]
+				for c, v := range row {
+					row[c] = expf(v - l)
 				}
 			}
+			if !h.pat.blockFull(q0, q1, k0, k1) {
+				h.pat.mask(P, q0, nq, k0, nk, 0)
+			}
+			// dV_j += Pᵀ·dO_i; dP = dO_i·V_jᵀ.
+			tk.Sgemm(true, false, nk, hd, nq, 1, P, attnBk, dout[q0*ost+h.oOff:], ost, 1, dqkv[k0*st+h.vOff:], st)
+			tk.Sgemm(false, true, nq, nk, hd, 1, dout[q0*ost+h.oOff:], ost, qkv[k0*st+h.vOff:], st, 0, dP, attnBk)
+			// dS = P ⊙ (dP - delta)·scale, in dP.
+			for r := range nq {
+				dl := sc.dlt[r]
+				p, d := P[r*attnBk:r*attnBk+nk], dP[r*attnBk:r*attnBk+nk]
+				for c := range d {
+					d[c] = p[c] * (d[c] - dl) * h.scale
+				}
+			}
+			// dQ_i += dS·K_j; dK_j += dSᵀ·Q_i.
+			tk.Sgemm(false, false, nq, hd, nk, 1, dP, attnBk, qkv[k0*st+h.kOff:], st, 1, dqkv[q0*st+h.qOff:], st)
+			tk.Sgemm(true, false, nk, hd, nq, 1, dP, attnBk, qkv[q0*st+h.qOff:], st, 1, dqkv[k0*st+h.kOff:], st)
 		}
 	}
 }

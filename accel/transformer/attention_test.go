@@ -79,7 +79,7 @@ func refAttention(q, k, v, dout [][]float64, pat attnPattern) (out [][]float64, 
 // checkAttention runs head 1 of a two-head packed layout (so that the
 // column offsets matter) against refAttention. Tolerance for float32:
 // |got - want| <= 2e-5·(1 + |want|)·sqrt(hd).
-func checkAttention(t *testing.T, r *rand.Rand, T, hd int, pat attnPattern) {
+func checkAttention(t *testing.T, tk Kernels, r *rand.Rand, T, hd int, pat attnPattern) {
 	t.Helper()
 	const H = 2
 	D := H * hd
@@ -90,8 +90,8 @@ func checkAttention(t *testing.T, r *rand.Rand, T, hd int, pat attnPattern) {
 	dqkv := make([]float32, T*3*D)
 	h := attnHead{T: T, hd: hd, qkvStride: 3 * D, outStride: D, qOff: hd, kOff: D + hd, vOff: 2*D + hd, oOff: hd,
 		scale: float32(1 / math.Sqrt(float64(hd))), pat: pat}
-	attnForward(h, qkv, out, lse)
-	attnBackward(h, qkv, out, lse, dout, dqkv)
+	attnForward(tk, h, qkv, out, lse)
+	attnBackward(tk, h, qkv, out, lse, dout, dqkv)
 	col := func(buf []float32, stride, off int) [][]float64 {
 		m := make([][]float64, T)
 		for i := range T {
@@ -141,12 +141,15 @@ func TestAttentionAgainstFloat64(t *testing.T) {
 		"window70+global1": {window: 70, global: 1},
 		"window1":          {window: 1},
 	}
-	for _, T := range []int{1, 7, 63, 257} {
-		for _, hd := range []int{1, 7, 64} {
-			for pname, pat := range pats {
-				t.Run(fmt.Sprintf("T=%d/hd=%d/%s", T, hd, pname), func(t *testing.T) {
-					checkAttention(t, r, T, hd, pat)
-				})
+	for kname, k := range testKernels() {
+		tk := tileKernels(k)
+		for _, T := range []int{1, 7, 63, 65, 257} {
+			for _, hd := range []int{1, 7, 64} {
+				for pname, pat := range pats {
+					t.Run(fmt.Sprintf("%s/T=%d/hd=%d/%s", kname, T, hd, pname), func(t *testing.T) {
+						checkAttention(t, tk, r, T, hd, pat)
+					})
+				}
 			}
 		}
 	}
@@ -166,13 +169,15 @@ func FuzzAttention(f *testing.F) {
 		if window > 0 {
 			pat.global = int(global % 8)
 		}
-		checkAttention(t, rand.New(rand.NewPCG(seed, 5)), int(T), int(hd), pat)
+		for _, k := range testKernels() {
+			checkAttention(t, tileKernels(k), rand.New(rand.NewPCG(seed, 5)), int(T), int(hd), pat)
+		}
 	})
 }
 
 // TestAttnPatternMirrorsConfig checks the kernel's mask against
-// Config.Visible, and that blockVisible never skips a block with a visible
-// pair.
+// Config.Visible, that blockVisible never skips a block with a visible
+// pair and that blockFull never skips the mask of a block that needs one.
 func TestAttnPatternMirrorsConfig(t *testing.T) {
 	for _, wg := range [][2]int{{0, 0}, {1, 0}, {3, 0}, {3, 2}, {16, 1}, {40, 5}} {
 		c := Config{AttnWindow: wg[0], AttnGlobal: wg[1]}
@@ -187,11 +192,15 @@ func TestAttnPatternMirrorsConfig(t *testing.T) {
 		for q0 := 0; q0 < 100; q0 += 7 {
 			for k0 := 0; k0 < 100; k0 += 5 {
 				q1, k1 := q0+7, k0+5
-				any := false
+				any, all := false, true
 				for q := q0; q < q1; q++ {
 					for k := k0; k < k1; k++ {
 						any = any || p.visible(q, k)
+						all = all && p.visible(q, k)
 					}
+				}
+				if p.blockFull(q0, q1, k0, k1) && !all {
+					t.Fatalf("window %d global %d: block q[%d,%d) k[%d,%d) called full but has masked pairs", wg[0], wg[1], q0, q1, k0, k1)
 				}
 				if any && !p.blockVisible(q0, q1, k0, k1) {
 					t.Fatalf("window %d global %d: block q[%d,%d) k[%d,%d) skipped but has visible pairs", wg[0], wg[1], q0, q1, k0, k1)

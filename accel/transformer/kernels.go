@@ -3,6 +3,8 @@ package transformer
 import (
 	"fmt"
 	"sync"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 // Kernels is the small set of dense primitives the model is written
@@ -37,6 +39,19 @@ type portable struct{ pool *workerPool }
 // register-tiled and split across GOMAXPROCS goroutines for large
 // products. Safe for concurrent use.
 func PortableKernels() Kernels { return portable{pool: defaultPool()} }
+
+// tileKernels returns kernels for the small products inside the model's
+// own parallel tasks (attention tiles): they must run on the calling
+// goroutine. For accel/simd kernels that is a one-thread instance at the
+// same level; for anything else, the portable kernels without helpers.
+func tileKernels(k Kernels) Kernels {
+	if sk, ok := k.(*simd.Kernels); ok {
+		if t, err := simd.New(simd.WithLevel(sk.Level()), simd.WithThreads(1)); err == nil {
+			return t
+		}
+	}
+	return portable{pool: &workerPool{}}
+}
 
 type packBufs struct{ a, b []float32 }
 

@@ -31,6 +31,7 @@ const normEps = 1e-5
 type Model struct {
 	cfg     Config
 	k       Kernels
+	tk      Kernels // k's serial variant, for tile products inside parallel tasks
 	pool    *workerPool
 	params  []float32
 	grads   []float32
@@ -113,7 +114,7 @@ func newEmpty(cfg Config, k Kernels) *Model {
 	if k == nil {
 		k = PortableKernels()
 	}
-	m := &Model{cfg: cfg, k: k, pool: defaultPool()}
+	m := &Model{cfg: cfg, k: k, tk: tileKernels(k), pool: defaultPool()}
 	m.ps = layout(cfg)
 	last := m.ps[len(m.ps)-1]
 	m.params = make([]float32, last.Offset+numel(last.Shape))
@@ -640,7 +641,7 @@ func (t *attnFwdTask) run(i int) {
 	H, T, D := m.cfg.NHead, m.T, m.cfg.NEmbd
 	b, h := i/H, i%H
 	l := m.layer
-	attnForward(m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D], m.a.lse[l][i*T:(i+1)*T])
+	attnForward(m.tk, m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D], m.a.lse[l][i*T:(i+1)*T])
 }
 
 type attnBwdTask struct{ m *Model }
@@ -659,7 +660,7 @@ func (t *attnBwdTask) run(i int) {
 		clear(dqkv[base+D+h*hd : base+D+h*hd+hd])
 		clear(dqkv[base+2*D+h*hd : base+2*D+h*hd+hd])
 	}
-	attnBackward(m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D],
+	attnBackward(m.tk, m.head(h), m.a.qkv[l][b*T*3*D:(b+1)*T*3*D], m.a.y[l][b*T*D:(b+1)*T*D],
 		m.a.lse[l][i*T:(i+1)*T], m.a.dy[b*T*D:(b+1)*T*D], dqkv)
 }
 
