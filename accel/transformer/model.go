@@ -496,6 +496,7 @@ const (
 	opNormBack
 	opColSum
 	opRope
+	opBias
 )
 
 type rowsTask struct {
@@ -524,6 +525,10 @@ func (t *rowsTask) run(i int) {
 		d := t.b[lo:hi]
 		for r := 0; r+D <= len(t.dout); r += D {
 			axpy(1, t.dout[r+lo:r+hi], d)
+		}
+	case opBias: // rows of D copies of t.b
+		for r := lo; r < hi; r++ {
+			copy(t.out[r*D:(r+1)*D], t.b)
 		}
 	case opRope:
 		m := t.m
@@ -570,9 +575,8 @@ func (m *Model) normBack(dx, dw, db, dout, x, mean, rstd, w []float32) {
 // linear computes out[N,O] = in[N,I]·W[I,O] + b.
 func (m *Model) linear(out, in, w, b []float32, N, I, O int) {
 	out = out[:N*O]
-	for r := range N {
-		copy(out[r*O:(r+1)*O], b)
-	}
+	m.tRows = rowsTask{op: opBias, D: O, out: out, b: b}
+	m.runRows(&m.tRows, N)
 	m.k.Sgemm(false, false, N, O, I, 1, in, I, w, O, 1, out, O)
 }
 
