@@ -56,9 +56,12 @@ const (
 	// KindDataprepShard is one shard of a dataprep job, submitted by the
 	// dataprep job that coordinates it.
 	KindDataprepShard = "dataprep-shard"
+	// KindTrainShard is one extra shard of a data-parallel train job,
+	// submitted by the train job that it joins.
+	KindTrainShard = "train-shard"
 )
 
-var kinds = []string{KindPipeline, KindDataprep, KindDataprepShard, KindTokenize, KindTrain, KindQuantize, KindDistill, KindPrune, KindEval}
+var kinds = []string{KindPipeline, KindDataprep, KindDataprepShard, KindTokenize, KindTrain, KindTrainShard, KindQuantize, KindDistill, KindPrune, KindEval}
 
 // Kinds returns every job kind.
 func Kinds() []string { return slices.Clone(kinds) }

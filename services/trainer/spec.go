@@ -40,8 +40,39 @@ type Spec struct {
 	CheckpointEvery int     `json:"checkpoint_every,omitempty"`
 	LogEvery        int     `json:"log_every,omitempty"`
 	Seed            uint64  `json:"seed,omitempty"`
-	// MaxRestarts bounds how often a dead plugin is restarted in one job.
+	// MaxRestarts bounds how often a dead plugin is restarted in one job
+	// (with shards: how often the ring is re-formed after a failure).
 	MaxRestarts int `json:"max_restarts,omitempty"`
+
+	// Shards, when set, trains data-parallel: that many shards (this job
+	// and shards-1 train-shard jobs, or any process calling RunShard) join,
+	// get ranks, each computes its slice of every global batch, and the
+	// gradients are all-reduced over the bus. 1 is a ring of one.
+	Shards int `json:"shards,omitempty"`
+	// MinShards is the fewest shards a ring re-formed after a failure may
+	// have (default 1); MaxShards the most, counting shards that join late
+	// at a checkpoint boundary (default shards).
+	MinShards int `json:"min_shards,omitempty"`
+	MaxShards int `json:"max_shards,omitempty"`
+	// JoinTimeout is how long shards wait for each other (seconds,
+	// default 60); CollectiveTimeout bounds each wait inside an allreduce
+	// (seconds, default 10): a dead peer is noticed within it.
+	JoinTimeout       float64 `json:"join_timeout_s,omitempty"`
+	CollectiveTimeout float64 `json:"collective_timeout_s,omitempty"`
+	// KeepCheckpoints is how many checkpoints are kept (default 3).
+	KeepCheckpoints int `json:"keep_checkpoints,omitempty"`
+	// GradAccum is how many micro-batches of Batch rows make one step
+	// (default 1): the global batch is Batch*GradAccum rows.
+	GradAccum int `json:"grad_accum,omitempty"`
+	// Schedule is "cosine" (warmup, then cosine to min_lr; the default) or
+	// "sgdr" (warmup, then cosine restarts every SGDRPeriod steps, the
+	// period growing by SGDRMult).
+	Schedule   string  `json:"schedule,omitempty"`
+	SGDRPeriod int     `json:"sgdr_period,omitempty"`
+	SGDRMult   float64 `json:"sgdr_mult,omitempty"`
+	// Patience stops training early after that many evaluations without a
+	// lower validation loss (0: never).
+	Patience int `json:"patience,omitempty"`
 
 	cfg transformer.Config
 }
@@ -123,8 +154,74 @@ func (s *Spec) Validate() error {
 	if s.GradClip == 0 {
 		s.GradClip = 1
 	}
+	if err := s.validateShards(); err != nil {
+		return err
+	}
 	if s.LR <= 0 || s.LR > 1 || s.MinLR < 0 || s.MinLR > s.LR || s.WeightDecay < 0 || s.GradClip < 0 {
 		return fmt.Errorf("lr %g, min_lr %g, weight_decay %g or grad_clip %g out of range", s.LR, s.MinLR, s.WeightDecay, s.GradClip)
+	}
+	return nil
+}
+
+// validateShards checks and defaults the data-parallel fields.
+func (s *Spec) validateShards() error {
+	if s.Shards == 0 {
+		if s.MinShards != 0 || s.MaxShards != 0 {
+			return errors.New("min_shards and max_shards need shards")
+		}
+	} else {
+		if s.MinShards == 0 {
+			s.MinShards = 1
+		}
+		if s.MaxShards == 0 {
+			s.MaxShards = s.Shards
+		}
+	}
+	if s.Shards < 0 || s.Shards > 256 || s.MinShards < 0 || s.MinShards > s.Shards || s.MaxShards < s.Shards || s.MaxShards > 256 {
+		return fmt.Errorf("shards %d, min_shards %d, max_shards %d: want 1 <= min_shards <= shards <= max_shards <= 256", s.Shards, s.MinShards, s.MaxShards)
+	}
+	if s.JoinTimeout == 0 {
+		s.JoinTimeout = 60
+	}
+	if s.CollectiveTimeout == 0 {
+		s.CollectiveTimeout = 10
+	}
+	if s.KeepCheckpoints == 0 {
+		s.KeepCheckpoints = 3
+	}
+	if s.GradAccum == 0 {
+		s.GradAccum = 1
+	}
+	if s.Schedule == "" {
+		s.Schedule = "cosine"
+	}
+	switch {
+	case s.JoinTimeout < 0 || s.JoinTimeout > 86400 || s.CollectiveTimeout < 0 || s.CollectiveTimeout > 3600:
+		return fmt.Errorf("join_timeout_s %g or collective_timeout_s %g out of range (0, 86400] and (0, 3600]", s.JoinTimeout, s.CollectiveTimeout)
+	case s.KeepCheckpoints < 1 || s.KeepCheckpoints > 100:
+		return fmt.Errorf("keep_checkpoints %d out of range [1, 100]", s.KeepCheckpoints)
+	case s.GradAccum < 1 || s.GradAccum > 1024 || s.Batch*s.GradAccum > 65536:
+		return fmt.Errorf("grad_accum %d out of range [1, 1024] (batch x grad_accum at most 65536)", s.GradAccum)
+	case s.Patience < 0:
+		return fmt.Errorf("patience %d is negative", s.Patience)
+	}
+	switch s.Schedule {
+	case "cosine":
+		if s.SGDRPeriod != 0 || s.SGDRMult != 0 {
+			return errors.New("sgdr_period and sgdr_mult need schedule \"sgdr\"")
+		}
+	case "sgdr":
+		if s.SGDRPeriod == 0 {
+			s.SGDRPeriod = max((s.Steps-s.Warmup)/4, 1)
+		}
+		if s.SGDRMult == 0 {
+			s.SGDRMult = 1
+		}
+		if s.SGDRPeriod < 1 || s.SGDRMult < 1 || s.SGDRMult > 16 {
+			return fmt.Errorf("sgdr_period %d or sgdr_mult %g out of range (period >= 1, 1 <= mult <= 16)", s.SGDRPeriod, s.SGDRMult)
+		}
+	default:
+		return fmt.Errorf("schedule %q: want \"cosine\" or \"sgdr\"", s.Schedule)
 	}
 	return nil
 }

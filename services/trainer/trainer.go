@@ -30,13 +30,25 @@ type Config struct {
 	Bus    *bus.Bus
 	Host   Launcher
 	Logger *slog.Logger
+	// Heartbeat is how often a shard of a data-parallel job rewrites its
+	// membership record (0: DefaultHeartbeat); a record 4 heartbeats old
+	// is a dead shard.
+	Heartbeat time.Duration
+	// ChunkBytes bounds one allreduce message (0: the collective default).
+	ChunkBytes int
+	// ShardConcurrency is how many train-shard jobs this instance runs at
+	// once (default 4).
+	ShardConcurrency int
 }
 
 // Service is one trainer shard.
 type Service struct {
-	bus  *bus.Bus
-	host Launcher
-	log  *slog.Logger
+	bus        *bus.Bus
+	host       Launcher
+	log        *slog.Logger
+	heartbeat  time.Duration
+	chunkBytes int
+	shardConc  int
 }
 
 // Result is what a train job reports.
@@ -53,6 +65,18 @@ type Result struct {
 	Seconds        float64 `json:"seconds"`
 	Restarts       int     `json:"plugin_restarts"`
 	Backend        string  `json:"backend"`
+
+	// Data-parallel jobs only: the most shards that trained at once, the
+	// last generation of the ring, the steps resumed from after a
+	// re-form, this shard's rank in the last generation, its seconds in
+	// allreduce; Spare: this shard waited and was not needed.
+	Shards           int     `json:"shards,omitempty"`
+	Generations      int     `json:"generations,omitempty"`
+	ResumedAt        []int   `json:"resumed_at,omitempty"`
+	Rank             int     `json:"rank,omitempty"`
+	AllReduceSeconds float64 `json:"allreduce_seconds,omitempty"`
+	StoppedEarly     bool    `json:"stopped_early,omitempty"`
+	Spare            bool    `json:"spare,omitempty"`
 }
 
 // New validates cfg and builds the service.
@@ -64,12 +88,28 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Service{bus: cfg.Bus, host: cfg.Host, log: log.With("service", "trainer")}, nil
+	if cfg.Heartbeat < 0 || cfg.ChunkBytes < 0 || cfg.ShardConcurrency < 0 {
+		return nil, errors.New("trainer: negative heartbeat, chunk bytes or shard concurrency")
+	}
+	s := &Service{bus: cfg.Bus, host: cfg.Host, log: log.With("service", "trainer"), heartbeat: cfg.Heartbeat,
+		chunkBytes: cfg.ChunkBytes, shardConc: cfg.ShardConcurrency}
+	if s.heartbeat == 0 {
+		s.heartbeat = DefaultHeartbeat
+	}
+	if s.shardConc == 0 {
+		s.shardConc = 4
+	}
+	return s, nil
 }
 
-// Run serves train jobs until ctx is done.
+// Run serves train and train-shard jobs until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	return s.bus.ServeJobs(ctx, "train", s.handle, bus.WorkerOptions{AckWait: time.Minute})
+	errc := make(chan error, 2)
+	go func() {
+		errc <- s.bus.ServeJobs(ctx, bus.KindTrainShard, s.handleShard, bus.WorkerOptions{AckWait: time.Minute, Concurrency: s.shardConc})
+	}()
+	err := s.bus.ServeJobs(ctx, bus.KindTrain, s.handle, bus.WorkerOptions{AckWait: time.Minute})
+	return errors.Join(err, <-errc)
 }
 
 // checkpoint is the last saved state a run can resume from.
@@ -96,31 +136,12 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	if err := jobspec.Decode("train", job.Spec, &r.spec); err != nil {
 		return nil, err
 	}
-	if r.spec.Tokenizer != "" {
-		tr, err := s.bus.GetTokenizer(ctx, r.spec.Tokenizer)
-		if err != nil {
-			return nil, fmt.Errorf("trainer: %w", err)
-		}
-		if int(tr.VocabSize) > r.spec.cfg.VocabSize {
-			return nil, fmt.Errorf("trainer: tokenizer %q has %d tokens, more than the model's vocab_size %d", tr.Name, tr.VocabSize, r.spec.cfg.VocabSize)
-		}
-		r.tokRef = tr.Ref
+	if r.spec.Shards > 0 {
+		return s.handleDistributed(ctx, job)
 	}
 	var err error
-	for _, ref := range r.spec.TrainRefs {
-		ids, err := s.tokens(ctx, ref, r.spec.cfg.VocabSize)
-		if err != nil {
-			return nil, fmt.Errorf("trainer: train shard: %w", err)
-		}
-		r.train = append(r.train, ids...)
-	}
-	if r.val, err = s.tokens(ctx, r.spec.ValRef, r.spec.cfg.VocabSize); err != nil {
-		return nil, fmt.Errorf("trainer: validation shard: %w", err)
-	}
-	for name, n := range map[string]int{"train": len(r.train), "validation": len(r.val)} {
-		if n < r.spec.SeqLen+1 {
-			return nil, fmt.Errorf("trainer: %s shard has %d tokens; seq_len %d needs at least %d", name, n, r.spec.SeqLen, r.spec.SeqLen+1)
-		}
+	if r.tokRef, r.train, r.val, err = s.prepare(ctx, &r.spec); err != nil {
+		return nil, err
 	}
 	if r.be, err = s.host.Launch(ctx, r.spec.Backend); err != nil {
 		return nil, fmt.Errorf("trainer: launch %s backend: %w", r.spec.Backend, err)
@@ -128,6 +149,95 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	defer r.be.Close()
 	job.Log(fmt.Sprintf("backend %s started (pid %d)", r.spec.Backend, r.be.Pid()))
 	return r.run(ctx)
+}
+
+// shardJob is the spec of a train-shard job.
+type shardJob struct {
+	Job  string          `json:"job"`
+	Spec json.RawMessage `json:"spec"`
+}
+
+// handleDistributed runs a data-parallel job: it asks for shards-1 more
+// shards (train-shard jobs any trainer instance may take) and is a shard
+// itself.
+func (s *Service) handleDistributed(ctx context.Context, job *bus.Job) ([]byte, error) {
+	var sp Spec
+	if err := jobspec.Decode("train", job.Spec, &sp); err != nil {
+		return nil, err
+	}
+	spec, err := json.Marshal(shardJob{Job: job.ID, Spec: job.Spec})
+	if err != nil {
+		return nil, err
+	}
+	// The job's own shard joins first, so it normally leads.
+	submit := func() error {
+		for i := 1; i < sp.Shards; i++ {
+			id := fmt.Sprintf("%s-shard-%d", job.ID, i)
+			if _, err := s.bus.SubmitJob(ctx, bus.KindTrainShard, spec, bus.SubmitOptions{ID: id, Parent: job.ID}); err != nil {
+				return fmt.Errorf("trainer: submit shard %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	res, err := s.runShard(ctx, job.ID, job.Spec, submit)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// Validate checks the train-shard spec (the train spec itself is checked
+// by RunShard).
+func (j *shardJob) Validate() error {
+	if err := bus.ValidJobID(j.Job); err != nil {
+		return err
+	}
+	if len(j.Spec) == 0 {
+		return errors.New("spec (the train job's spec) is required")
+	}
+	return nil
+}
+
+func (s *Service) handleShard(ctx context.Context, job *bus.Job) ([]byte, error) {
+	var sj shardJob
+	if err := jobspec.Decode("train-shard", job.Spec, &sj); err != nil {
+		return nil, err
+	}
+	res, err := s.RunShard(ctx, sj.Job, sj.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// prepare resolves the tokenizer and reads the token shards of a spec.
+func (s *Service) prepare(ctx context.Context, sp *Spec) (tokRef string, train, val []int32, err error) {
+	if sp.Tokenizer != "" {
+		tr, err := s.bus.GetTokenizer(ctx, sp.Tokenizer)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("trainer: %w", err)
+		}
+		if int(tr.VocabSize) > sp.cfg.VocabSize {
+			return "", nil, nil, fmt.Errorf("trainer: tokenizer %q has %d tokens, more than the model's vocab_size %d", tr.Name, tr.VocabSize, sp.cfg.VocabSize)
+		}
+		tokRef = tr.Ref
+	}
+	for _, ref := range sp.TrainRefs {
+		ids, err := s.tokens(ctx, ref, sp.cfg.VocabSize)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("trainer: train shard: %w", err)
+		}
+		train = append(train, ids...)
+	}
+	if val, err = s.tokens(ctx, sp.ValRef, sp.cfg.VocabSize); err != nil {
+		return "", nil, nil, fmt.Errorf("trainer: validation shard: %w", err)
+	}
+	for name, n := range map[string]int{"train": len(train), "validation": len(val)} {
+		if n < sp.SeqLen+1 {
+			return "", nil, nil, fmt.Errorf("trainer: %s shard has %d tokens; seq_len %d needs at least %d", name, n, sp.SeqLen, sp.SeqLen+1)
+		}
+	}
+	return tokRef, train, val, nil
 }
 
 // tokens reads a token shard and checks every id against the vocabulary.
@@ -196,12 +306,24 @@ func (r *run) load(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) lr(step int) float32 {
-	sp := r.spec
+func (r *run) lr(step int) float32 { return learningRate(&r.spec, step) }
+
+// learningRate is the schedule: linear warmup to lr, then a cosine to
+// min_lr over the remaining steps, or (sgdr) cosines restarting every
+// period, each period sgdr_mult times the last.
+func learningRate(sp *Spec, step int) float32 {
 	if step < sp.Warmup {
 		return float32(sp.LR * float64(step+1) / float64(sp.Warmup))
 	}
 	progress := float64(step-sp.Warmup) / float64(max(sp.Steps-sp.Warmup, 1))
+	if sp.Schedule == "sgdr" {
+		t, period := float64(step-sp.Warmup), float64(sp.SGDRPeriod)
+		for t >= period {
+			t -= period
+			period *= sp.SGDRMult
+		}
+		progress = t / period
+	}
 	return float32(sp.MinLR + 0.5*(sp.LR-sp.MinLR)*(1+math.Cos(math.Pi*progress)))
 }
 

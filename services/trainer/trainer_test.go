@@ -26,9 +26,13 @@ import (
 // that re-executes this test binary as the cpu backend.
 type env struct {
 	b *bus.Bus
+	s *Service
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the service config adjusted by mod.
+func newEnvWith(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
 	b := bustest.New(t)
 	h, err := accel.NewHost(accel.HostConfig{
@@ -40,7 +44,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Bus: b, Host: h})
+	cfg := Config{Bus: b, Host: h}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +62,7 @@ func newEnv(t *testing.T) *env {
 		}
 		h.Close()
 	})
-	return &env{b: b}
+	return &env{b: b, s: s}
 }
 
 // shard stores ids as a token shard (the tokenizer service's format).

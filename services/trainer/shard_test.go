@@ -1,0 +1,167 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
+)
+
+// dpSpec is a data-parallel job on the tiny model: a global batch of 6
+// rows (split 3+3 on two shards, 2+2+2 on three).
+func (e *env) dpSpec(t *testing.T, shards int, mod func(map[string]any)) map[string]any {
+	return e.tinySpec(t, func(s map[string]any) {
+		s["shards"] = shards
+		s["batch"] = 6
+		s["steps"] = 24
+		s["log_every"] = 1
+		s["eval_every"] = 8
+		s["checkpoint_every"] = 4
+		s["collective_timeout_s"] = 5
+		s["join_timeout_s"] = 30
+		if mod != nil {
+			mod(s)
+		}
+	})
+}
+
+// curve is the train loss per step of a job, from its metric events.
+func (e *env) curve(t *testing.T, id string) map[int64]float64 {
+	t.Helper()
+	out := map[int64]float64{}
+	for _, ev := range e.events(t, id) {
+		if m, ok := ev.Body.(*busv1.Event_Metric); ok && m.Metric.Name == "loss" {
+			out[m.Metric.Step] = m.Metric.Value
+		}
+	}
+	return out
+}
+
+// runShards runs n shards of job id in this process (goroutines, one plugin
+// each) and returns their results and errors.
+func (e *env) runShards(t *testing.T, id string, specs ...map[string]any) ([]Result, []error) {
+	t.Helper()
+	res, errs := make([]Result, len(specs)), make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		js, err := json.Marshal(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { res[i], errs[i] = e.s.RunShard(t.Context(), id, js) })
+	}
+	wg.Wait()
+	return res, errs
+}
+
+// Two shards at the same global batch follow the loss curve of one.
+func TestDataParallelMatchesOneShard(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond; c.ChunkBytes = 4 << 10 })
+	one := e.submit(t, e.dpSpec(t, 1, func(s map[string]any) { s["model"] = "one" }))
+	r1 := e.succeeded(t, one)
+	two := e.submit(t, e.dpSpec(t, 2, func(s map[string]any) { s["model"] = "two" }))
+	r2 := e.succeeded(t, two)
+
+	if r1.Shards != 1 || r2.Shards != 2 || r2.Steps != 24 || r2.Tokens != r1.Tokens {
+		t.Errorf("results: one %+v, two %+v", r1, r2)
+	}
+	c1, c2 := e.curve(t, one), e.curve(t, two)
+	if len(c1) != 24 || len(c2) != 24 {
+		t.Fatalf("loss logged at %d and %d steps, want 24 each", len(c1), len(c2))
+	}
+	// The shards sum the same per-row gradients in another order: the
+	// curves agree to float32 rounding, amplified a little by AdamW.
+	var worst float64
+	for step, l1 := range c1 {
+		d := math.Abs(c2[step]-l1) / l1
+		worst = max(worst, d)
+		if d > 0.01 {
+			t.Errorf("step %d: loss %.5f on two shards, %.5f on one (%.2g relative)", step, c2[step], l1, d)
+		}
+	}
+	t.Logf("loss curves: largest relative difference %.2g; final validation loss %.5f (one shard), %.5f (two)", worst, r1.FinalLoss, r2.FinalLoss)
+	if d := math.Abs(r2.FinalLoss-r1.FinalLoss) / r1.FinalLoss; d > 0.01 {
+		t.Errorf("final validation loss %.5f on two shards, %.5f on one", r2.FinalLoss, r1.FinalLoss)
+	}
+	if !(r2.FinalLoss < r2.InitialLoss-0.5) {
+		t.Errorf("two shards: validation loss %.4f -> %.4f, not clearly lower", r2.InitialLoss, r2.FinalLoss)
+	}
+	m, err := e.b.GetModel(t.Context(), "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Checkpoint != r2.Checkpoint || m.Step != 24 {
+		t.Errorf("registered model %v, want checkpoint %s at step 24", m, r2.Checkpoint)
+	}
+	// The checkpoint of the two-shard job loads in a one-shard ring of a
+	// new job: its weights do not depend on the shard count.
+	if _, err := e.b.GetObject(t.Context(), m.Checkpoint); err != nil {
+		t.Error(err)
+	}
+}
+
+// Shards that disagree on the model config fail with a clear error; the
+// job waits visibly for the shards it lacks and then fails.
+func TestDataParallelBadShards(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	t.Run("different model config", func(t *testing.T) {
+		a := e.dpSpec(t, 2, func(s map[string]any) { s["join_timeout_s"] = 3 })
+		b := e.dpSpec(t, 2, func(s map[string]any) {
+			s["join_timeout_s"] = 3
+			s["config"] = json.RawMessage(`{"vocab_size":64,"n_ctx":16,"n_embd":32,"n_layer":1,"n_head":2}`)
+		})
+		b["train_ref"], b["val_ref"] = a["train_ref"], a["val_ref"]
+		// a joins first and leads.
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			js, _ := json.Marshal(a)
+			_, errs[0] = e.s.RunShard(t.Context(), "mismatch", js)
+		})
+		time.Sleep(300 * time.Millisecond) // let a join first: it leads
+		wg.Go(func() {
+			js, _ := json.Marshal(b)
+			_, errs[1] = e.s.RunShard(t.Context(), "mismatch", js)
+		})
+		wg.Wait()
+		if !errors.Is(errs[1], ErrShardMismatch) || !strings.Contains(errs[1].Error(), "model config") {
+			t.Errorf("second shard: %v, want a model config mismatch", errs[1])
+		}
+		if !errors.Is(errs[0], ErrShardsMissing) {
+			t.Errorf("first shard: %v, want ErrShardsMissing", errs[0])
+		}
+	})
+}
+
+// A job asking for more shards than exist waits, says so, and fails at
+// its join deadline with a clear message.
+func TestDataParallelTooFewShards(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	sp := e.dpSpec(t, 3, func(s map[string]any) { s["join_timeout_s"] = 2.5 })
+	_, errs := e.runShards(t, "lonely", sp)
+	if !errors.Is(errs[0], ErrShardsMissing) || !strings.Contains(errs[0].Error(), "job lonely needs 3 shards; 1 joined within 2.5s") {
+		t.Fatalf("err = %v, want the missing-shards error", errs[0])
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ch, err := e.b.WatchEvents(ctx, "lonely")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	for ev := range ch {
+		if l, ok := ev.Body.(*busv1.Event_Log); ok && strings.HasPrefix(l.Log, "waiting for shards: 1 of 3 joined") {
+			waited = true
+			cancel()
+		}
+	}
+	if !waited {
+		t.Error("no \"waiting for shards\" log event")
+	}
+}
