@@ -14,6 +14,7 @@ import (
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/gateway"
 	"github.com/llmesh/llmesh/services/dataprep"
+	"github.com/llmesh/llmesh/services/filter"
 	"github.com/llmesh/llmesh/services/inference"
 	"github.com/llmesh/llmesh/services/pipeline"
 	"github.com/llmesh/llmesh/services/tokenizer"
@@ -21,7 +22,10 @@ import (
 )
 
 // Services are the names `serve` accepts, in start order.
-var Services = []string{"dataprep", "tokenizer", "trainer", "inference", "pipeline", "gateway"}
+var Services = []string{"dataprep", "tokenizer", "trainer", "filter", "inference", "pipeline", "gateway"}
+
+// The filter client is the inference service's filter.
+var _ inference.Filter = (*filter.Client)(nil)
 
 // stackConfig says what one process runs.
 type stackConfig struct {
@@ -118,9 +122,27 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 	case "trainer":
 		s, err := trainer.New(trainer.Config{Bus: b, Host: st.host, Logger: log})
 		return runOf(s, err)
-	case "inference":
-		s, err := inference.New(inference.Config{Bus: b, Host: st.host, Logger: log})
+	case "filter":
+		s, err := filter.New(filter.Config{Bus: b, Logger: log})
 		return runOf(s, err)
+	case "inference":
+		// Every prompt and output goes through the filter: the client runs
+		// the policies' rule stages here and asks the filter service where
+		// a policy requires it.
+		fc, err := filter.NewClient(filter.ClientConfig{Bus: b, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s, err := inference.New(inference.Config{Bus: b, Host: st.host, Logger: log, Filter: fc})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			ferr := make(chan error, 1)
+			go func() { ferr <- fc.Run(ctx) }()
+			err := s.Run(ctx)
+			return errors.Join(err, <-ferr)
+		}, nil
 	case "pipeline":
 		s, err := pipeline.New(pipeline.Config{Bus: b, Logger: log})
 		return runOf(s, err)

@@ -113,6 +113,27 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	}
 }
 
+// engine is the model's policy once the bucket is loaded: until then a
+// model's own (perhaps required) policy is unknown, so the client waits up
+// to its timeout and then fails closed.
+func (c *Client) engine(ctx context.Context, model string) (*Engine, error) {
+	select {
+	case <-c.policies.Ready():
+		return c.policies.Engine(model), nil
+	default:
+	}
+	t := time.NewTimer(c.timeout)
+	defer t.Stop()
+	select {
+	case <-c.policies.Ready():
+		return c.policies.Engine(model), nil
+	case <-t.C:
+		return nil, unavailable("model %q: the filter policies were not loaded within %v", model, c.timeout)
+	case <-ctx.Done():
+		return nil, unavailable("model %q: the filter policies were not loaded: %v", model, ctx.Err())
+	}
+}
+
 // needsService: the policy's checks must go through the service.
 func needsService(e *Engine) bool { return e.Required() || e.policy.Learned != nil }
 
@@ -181,7 +202,10 @@ func verdictOf(dir string, rep *busv1.FilterCheckReply) (string, error) {
 // or a *BlockedError, or an error wrapping ErrUnavailable when the policy
 // needs the service and it did not answer.
 func (c *Client) CheckPrompt(ctx context.Context, model, prompt string) (string, error) {
-	e := c.policies.Engine(model)
+	e, err := c.engine(ctx, model)
+	if err != nil {
+		return "", err
+	}
 	if needsService(e) {
 		rep, err := c.Check(ctx, &busv1.FilterCheckRequest{Model: model, Text: prompt, Direction: "prompt"})
 		if err != nil {
@@ -216,7 +240,10 @@ type OutputStream = interface {
 // OpenStream starts the output check of one generation under the model's
 // current policy.
 func (c *Client) OpenStream(ctx context.Context, model string) (OutputStream, error) {
-	e := c.policies.Engine(model)
+	e, err := c.engine(ctx, model)
+	if err != nil {
+		return nil, err
+	}
 	id := strconv.FormatUint(c.streams.Add(1), 10)
 	cs := &clientStream{c: c, ctx: ctx, model: model, id: id, version: e.Version()}
 	cs.local = e.NewStream(cs.observe)

@@ -141,3 +141,19 @@ func TestClient(t *testing.T) {
 		t.Errorf("open model with the service down: %q, %v", p, err)
 	}
 }
+
+// TestClientNotReady: before the policies are loaded the client cannot
+// know whether a model's policy is required, so it fails closed.
+func TestClientNotReady(t *testing.T) {
+	b := bustest.New(t)
+	c, err := NewClient(ClientConfig{Bus: b, Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CheckPrompt(t.Context(), "m", "hello"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("prompt before the policies loaded: %v", err)
+	}
+	if _, err := c.OpenStream(t.Context(), "m"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("stream before the policies loaded: %v", err)
+	}
+}
