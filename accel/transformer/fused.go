@@ -20,7 +20,10 @@ func expf(x float32) float32 {
 	case x > 88:
 		return float32(math.Exp(float64(x)))
 	}
-	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5)))
+	// Round x·log2(e) to the nearest integer by adding and removing
+	// 1.5·2²³ (float32 arithmetic is not reassociated by the compiler).
+	const shifter = 12582912
+	n := (x*1.44269504088896341 + shifter) - shifter
 	r := x - n*0.693359375 + n*2.12194440e-4
 	p := float32(1.9875691500e-4)
 	p = p*r + 1.3981999507e-3
@@ -175,18 +178,29 @@ func crossEntropyRow(row []float32, tgt int, eps float32, scale float32, grad bo
 		mx = max(mx, v)
 	}
 	var sum, sumX float64
-	for _, v := range row {
-		sum += float64(expf(v - mx))
-		sumX += float64(v)
+	xt := row[tgt]
+	if grad {
+		// Keep each exponential in the row: the gradient pass only scales.
+		for j, v := range row {
+			e := expf(v - mx)
+			row[j] = e
+			sum += float64(e)
+			sumX += float64(v)
+		}
+	} else {
+		for _, v := range row {
+			sum += float64(expf(v - mx))
+			sumX += float64(v)
+		}
 	}
 	V := float64(len(row))
 	lse := math.Log(sum) + float64(mx)
-	loss := lse - (1-float64(eps))*float64(row[tgt]) - float64(eps)*sumX/V
+	loss := lse - (1-float64(eps))*float64(xt) - float64(eps)*sumX/V
 	if grad {
 		inv := float32(1/sum) * scale
 		off := eps / float32(V) * scale
-		for j, v := range row {
-			row[j] = expf(v-mx)*inv - off
+		for j, e := range row {
+			row[j] = e*inv - off
 		}
 		row[tgt] -= (1 - eps) * scale
 	}
