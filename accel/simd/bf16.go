@@ -39,10 +39,10 @@ func FromBF16(dst []float32, src []uint16) {
 // GemmBF16 computes C = alpha·op(A)·op(B) + beta·C with A and B in
 // bfloat16 and C in float32, accumulating in float32 (mixed-precision
 // training). Shapes and strides are those of Sgemm. On AVX-512 BF16 it
-// runs VDPBF16PS, which sums each pair of products before adding it (so
-// results can differ from a sequential float32 sum by float32 rounding);
-// elsewhere B and A are widened to float32 while packing and the
-// float32 kernel runs.
+// runs VDPBF16PS (on AMX, TDPBF16PS), which sums each pair of products
+// before adding it (so results can differ from a sequential float32 sum
+// by float32 rounding); elsewhere B and A are widened to float32 while
+// packing and the float32 kernel runs.
 func (k *Kernels) GemmBF16(transA, transB bool, m, n, kk int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
 	checkGemm("gemm bf16", transA, transB, m, n, kk, len(a), lda, len(b), ldb, len(c), ldc)
 	if m == 0 || n == 0 {
@@ -55,8 +55,11 @@ func (k *Kernels) GemmBF16(transA, transB bool, m, n, kk int, alpha float32, a [
 	j := gemmJobs.Get().(*gemmJob)
 	*j = gemmJob{g: k.f32, kind: kindBF16Wide, transA: transA, transB: transB, m: m, n: n, k: kk,
 		alpha: alpha, beta: beta, ah: a, bh: b, lda: lda, ldb: ldb, c: c, ldc: ldc}
-	if k.bf16 {
+	switch k.bf16 {
+	case bf16Pairs:
 		j.g, j.kind = bf16Geometry(), kindBF16Pairs
+	case bf16AMX:
+		j.g, j.kind, j.amx = amxGeometry, kindBF16AMX, k.amxBF
 	}
 	k.runGemm(j)
 	*j = gemmJob{}

@@ -4,6 +4,7 @@ package simd
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -51,7 +52,8 @@ func cpuFeatures() Features {
 		AVX512F: x.HasAVX512F, AVX512VNNI: x.HasAVX512F && x.HasAVX512VNNI,
 		AVX512BF16: x.HasAVX512F && x.HasAVX512BF16,
 		AMXTile:    x.HasAMXTile, AMXInt8: x.HasAMXInt8, AMXBF16: x.HasAMXBF16,
-		Assembly: true,
+		Assembly:   true,
+		AMXKernels: os.Getenv(AMXOptIn) == "1",
 	}
 	if f.AMXTile {
 		if err := requestAMX(); err != nil {

@@ -135,7 +135,12 @@ const (
 	kindF32       gemmKind = iota
 	kindBF16Pairs          // bf16 packed as pairs for VDPBF16PS
 	kindBF16Wide           // bf16 widened to float32 while packing
+	kindBF16AMX            // bf16 pairs for AMX tiles: A row-major, k padded to 32
 )
+
+// amxGeometry blocks the AMX BF16 product: 32×32 tile products, k slabs
+// of 512 (16 tile steps).
+var amxGeometry = geometry{mr: 32, nr: 32, kc: 512, mc: 32 * 4, nc: 32 * 64}
 
 // gemmJob is one float32 or bf16 product in flight; recycled.
 type gemmJob struct {
@@ -149,6 +154,7 @@ type gemmJob struct {
 	lda, ldb       int
 	c              []float32
 	ldc            int
+	amx            amxFunc // kindBF16AMX's tile product
 
 	// The slab being computed: columns jc..jc+nc, k range pc..pc+kc.
 	jc, nc, pc, kc int
@@ -164,8 +170,11 @@ var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
 
 // units returns how many kernel dwords hold kc elements.
 func (j *gemmJob) units(kc int) int {
-	if j.kind == kindBF16Pairs {
+	switch j.kind {
+	case kindBF16Pairs:
 		return (kc + 1) / 2
+	case kindBF16AMX:
+		return roundUp((kc+1)/2, 16)
 	}
 	return kc
 }
@@ -238,6 +247,11 @@ func (j *gemmJob) run(i int) {
 	abuf := getF32(roundUp(mc, g.mr) * kcu)
 	ap := *abuf
 	j.packA(ap, i0, mc)
+	if j.kind == kindBF16AMX {
+		j.runAMX(ap, gi, i0, mc)
+		putF32(abuf)
+		return
+	}
 	var tmp [14 * 32]float32
 	for q := gi * j.group; q < min((gi+1)*j.group, panels); q++ {
 		bq := unsafe.Pointer(&j.bp[q*kcu*g.nr])
@@ -268,11 +282,44 @@ func (j *gemmJob) run(i int) {
 	putF32(abuf)
 }
 
+// runAMX multiplies the packed A block (32-row slabs) by the slab's B
+// panels of group gi, 32×32 tiles at a time.
+func (j *gemmJob) runAMX(ap []float32, gi, i0, mc int) {
+	kcu := j.units(j.kc)
+	panels := ceilDiv(j.nc, j.g.nr)
+	var tile [32 * 32]float32
+	for q := gi * j.group; q < min((gi+1)*j.group, panels); q++ {
+		bq := unsafe.Pointer(&j.bp[q*kcu*32])
+		col := j.jc + q*32
+		cols := min(32, j.n-col)
+		for ir := 0; ir < mc; ir += 32 {
+			j.amx(unsafe.Pointer(&amxConfig), unsafe.Pointer(&ap[ir*kcu]), kcu*4, bq, kcu/16, unsafe.Pointer(&tile[0]))
+			for r := range min(32, mc-ir) {
+				dst := j.c[(i0+ir+r)*j.ldc+col:][:cols]
+				src := tile[r*32:][:cols]
+				if j.betaNow == 0 {
+					for s, v := range src {
+						dst[s] = j.alpha * v
+					}
+					continue
+				}
+				for s, v := range src {
+					dst[s] = j.alpha*v + j.betaNow*dst[s]
+				}
+			}
+		}
+	}
+}
+
 // packA copies op(A)[i0:i0+mc, pc:pc+kc] into panels of mr rows, kc
 // units each, unit-major; rows past mc are zero.
 func (j *gemmJob) packA(dst []float32, i0, mc int) {
 	mr, kc, p0 := j.g.mr, j.kc, j.pc
 	kcu := j.units(kc)
+	if j.kind == kindBF16AMX {
+		j.packAAMX(f32AsU32(dst), i0, mc)
+		return
+	}
 	for ir := 0; ir < mc; ir += mr {
 		panel := dst[ir*kcu : (ir+mr)*kcu]
 		rows := min(mr, mc-ir)
@@ -311,7 +358,7 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 						d[r] = uint32(lo[r]) | uint32(hi[r])<<16
 					}
 				}
-				if full < kcu {
+				if 2*full < kc {
 					lo := j.ah[(p0+2*full)*j.lda+i0+ir:][:rows]
 					d := u[full*mr : full*mr+rows]
 					for r := range d {
@@ -325,10 +372,42 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 				for q, v := range u16AsU32(src[:2*full]) {
 					u[q*mr+r] = v
 				}
-				if full < kcu {
+				if 2*full < kc {
 					u[full*mr+r] = uint32(src[2*full])
 				}
 			}
+		}
+	}
+}
+
+// packAAMX copies op(A)[i0:i0+mc, pc:pc+kc] as row-major bf16 pairs,
+// kcu to a row (zero past kc), rows up to a multiple of 32 (zero past mc).
+func (j *gemmJob) packAAMX(u []uint32, i0, mc int) {
+	kc, p0, kcu := j.kc, j.pc, j.units(j.kc)
+	clear(u)
+	full := kc / 2
+	if j.transA {
+		for q := range (kc + 1) / 2 {
+			lo := j.ah[(p0+2*q)*j.lda+i0:][:mc]
+			var hi []uint16
+			if 2*q+1 < kc {
+				hi = j.ah[(p0+2*q+1)*j.lda+i0:][:mc]
+			}
+			for r, v := range lo {
+				x := uint32(v)
+				if hi != nil {
+					x |= uint32(hi[r]) << 16
+				}
+				u[r*kcu+q] = x
+			}
+		}
+		return
+	}
+	for r := range mc {
+		src := j.ah[(i0+r)*j.lda+p0:][:kc]
+		copy(u[r*kcu:], u16AsU32(src[:2*full]))
+		if full*2 < kc {
+			u[r*kcu+full] = uint32(src[2*full])
 		}
 	}
 }
@@ -353,10 +432,10 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 	nr, kc, p0 := j.g.nr, j.kc, j.pc
 	col := j.jc + c0
 	cols := min(nr, j.n-col)
-	if cols < nr {
+	kcu := j.units(kc)
+	if cols < nr || (j.kind == kindBF16AMX && 2*kcu != kc) {
 		clear(panel)
 	}
-	kcu := j.units(kc)
 	switch j.kind {
 	case kindF32:
 		if !j.transB {
@@ -377,7 +456,7 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 				panel[p*nr+s] = widen(j.bh[j.bIndex(p0+p, col+s)])
 			}
 		}
-	case kindBF16Pairs:
+	case kindBF16Pairs, kindBF16AMX:
 		u := f32AsU32(panel)
 		full := kc / 2
 		if j.transB {
@@ -386,7 +465,7 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 				for q, v := range u16AsU32(src[:2*full]) {
 					u[q*nr+s] = v
 				}
-				if full < kcu {
+				if 2*full < kc {
 					u[full*nr+s] = uint32(src[2*full])
 				}
 			}
@@ -400,7 +479,7 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 				d[s] = uint32(lo[s]) | uint32(hi[s])<<16
 			}
 		}
-		if full < kcu {
+		if 2*full < kc {
 			lo := j.bh[(p0+2*full)*j.ldb+col:][:cols]
 			d := u[full*nr : full*nr+cols]
 			for s := range d {

@@ -1042,3 +1042,81 @@ scaleAVX2_done:
 	VZEROUPPER
 	RET
 
+// func amxInt8Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
+// 32×32 AMX tile product by TDPBSSD (signed int8 × signed int8 → int32).
+TEXT ·amxInt8Tile(SB), NOSPLIT, $0-48
+	MOVQ cfg+0(FP), DI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x07 // LDTILECFG (DI)
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), DX
+	MOVQ b+24(FP), BX
+	MOVQ steps+32(FP), CX
+	MOVQ c+40(FP), DI
+	MOVQ $128, R8
+	MOVQ DX, R9
+	SHLQ $4, R9
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO tmm3
+amxInt8Tile_loop:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10 // TILELOADD tmm4, (AX)(DX*1)
+	LEAQ (AX)(R9*1), R10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x12 // TILELOADD tmm5, (R10)(DX*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x03 // TILELOADD tmm6, (BX)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x7c; BYTE $0x03; BYTE $0x40 // TILELOADD tmm7, 64(BX)(R8*1)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4b; BYTE $0x5e; BYTE $0xc4 // tmm0 += tmm4·tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x43; BYTE $0x5e; BYTE $0xcc // tmm1 += tmm4·tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4b; BYTE $0x5e; BYTE $0xd5 // tmm2 += tmm5·tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x43; BYTE $0x5e; BYTE $0xdd // tmm3 += tmm5·tmm7
+	ADDQ $64, AX
+	ADDQ $2048, BX
+	DECQ CX
+	JNZ amxInt8Tile_loop
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x07 // TILESTORED tmm0, (DI)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x4c; BYTE $0x07; BYTE $0x40 // TILESTORED tmm1, 64(DI)(R8*1)
+	ADDQ $2048, DI
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x07 // TILESTORED tmm2, (DI)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x5c; BYTE $0x07; BYTE $0x40 // TILESTORED tmm3, 64(DI)(R8*1)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+
+// func amxBF16Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
+// 32×32 AMX tile product by TDPBF16PS (bf16 pairs → float32).
+TEXT ·amxBF16Tile(SB), NOSPLIT, $0-48
+	MOVQ cfg+0(FP), DI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x07 // LDTILECFG (DI)
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), DX
+	MOVQ b+24(FP), BX
+	MOVQ steps+32(FP), CX
+	MOVQ c+40(FP), DI
+	MOVQ $128, R8
+	MOVQ DX, R9
+	SHLQ $4, R9
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO tmm3
+amxBF16Tile_loop:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10 // TILELOADD tmm4, (AX)(DX*1)
+	LEAQ (AX)(R9*1), R10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x12 // TILELOADD tmm5, (R10)(DX*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x03 // TILELOADD tmm6, (BX)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x7c; BYTE $0x03; BYTE $0x40 // TILELOADD tmm7, 64(BX)(R8*1)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // tmm0 += tmm4·tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // tmm1 += tmm4·tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // tmm2 += tmm5·tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // tmm3 += tmm5·tmm7
+	ADDQ $64, AX
+	ADDQ $2048, BX
+	DECQ CX
+	JNZ amxBF16Tile_loop
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x07 // TILESTORED tmm0, (DI)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x4c; BYTE $0x07; BYTE $0x40 // TILESTORED tmm1, 64(DI)(R8*1)
+	ADDQ $2048, DI
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x07 // TILESTORED tmm2, (DI)(R8*1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x5c; BYTE $0x07; BYTE $0x40 // TILESTORED tmm3, 64(DI)(R8*1)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 )
 
 var out bytes.Buffer
@@ -27,6 +28,10 @@ func main() {
 	avx512Int8()
 	avx2Float()
 	vectors()
+	amxTile("amxInt8Tile", "TDPBSSD (signed int8 × signed int8 → int32)", [4]string{
+		"0xc4,0xe2,0x4b,0x5e,0xc4", "0xc4,0xe2,0x43,0x5e,0xcc", "0xc4,0xe2,0x4b,0x5e,0xd5", "0xc4,0xe2,0x43,0x5e,0xdd"})
+	amxTile("amxBF16Tile", "TDPBF16PS (bf16 pairs → float32)", [4]string{
+		"0xc4,0xe2,0x4a,0x5c,0xc4", "0xc4,0xe2,0x42,0x5c,0xcc", "0xc4,0xe2,0x4a,0x5c,0xd5", "0xc4,0xe2,0x42,0x5c,0xdd"})
 	if err := os.WriteFile("gemm_amd64.s", out.Bytes(), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -340,4 +345,61 @@ func vectors() {
 		p("\tRET")
 		p("")
 	}
+}
+
+// bytes emits an instruction the Go assembler does not know, encoded by
+// llvm-mc-14 -show-encoding -mattr=+amx-tile,+amx-int8,+amx-bf16.
+func bytes_(enc, comment string) {
+	var b []string
+	for _, x := range strings.Split(enc, ",") {
+		b = append(b, "BYTE $"+x)
+	}
+	p("\t%s // %s", strings.Join(b, "; "), comment)
+}
+
+// amxTile is a 32×32 AMX tile product: tmm0..3 hold the four 16×16 C
+// tiles, tmm4/5 two 16-row A tiles (64 bytes of k per row, row stride
+// lda), tmm6/7 two B tiles of 16 columns (16 rows of four-byte groups,
+// row stride 128: the VNNI panels of the AVX-512 kernels). steps counts
+// 64-byte k steps. C (int32 or float32, 32×32, row stride 128 bytes) is
+// stored whole. dots are the four TDP* encodings:
+// tmm0 += tmm4·tmm6, tmm1 += tmm4·tmm7, tmm2 += tmm5·tmm6, tmm3 += tmm5·tmm7.
+func amxTile(name, what string, dots [4]string) {
+	p("// func %s(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)", name)
+	p("// 32×32 AMX tile product by %s.", what)
+	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("\tMOVQ cfg+0(FP), DI")
+	bytes_("0xc4,0xe2,0x78,0x49,0x07", "LDTILECFG (DI)")
+	p("\tMOVQ a+8(FP), AX")
+	p("\tMOVQ lda+16(FP), DX")
+	p("\tMOVQ b+24(FP), BX")
+	p("\tMOVQ steps+32(FP), CX")
+	p("\tMOVQ c+40(FP), DI")
+	p("\tMOVQ $128, R8")
+	p("\tMOVQ DX, R9")
+	p("\tSHLQ $4, R9")
+	for i, e := range []string{"0xc4,0xe2,0x7b,0x49,0xc0", "0xc4,0xe2,0x7b,0x49,0xc8", "0xc4,0xe2,0x7b,0x49,0xd0", "0xc4,0xe2,0x7b,0x49,0xd8"} {
+		bytes_(e, fmt.Sprintf("TILEZERO tmm%d", i))
+	}
+	p("%s_loop:", name)
+	bytes_("0xc4,0xe2,0x7b,0x4b,0x24,0x10", "TILELOADD tmm4, (AX)(DX*1)")
+	p("\tLEAQ (AX)(R9*1), R10")
+	bytes_("0xc4,0xc2,0x7b,0x4b,0x2c,0x12", "TILELOADD tmm5, (R10)(DX*1)")
+	bytes_("0xc4,0xa2,0x7b,0x4b,0x34,0x03", "TILELOADD tmm6, (BX)(R8*1)")
+	bytes_("0xc4,0xa2,0x7b,0x4b,0x7c,0x03,0x40", "TILELOADD tmm7, 64(BX)(R8*1)")
+	for i, d := range dots {
+		bytes_(d, fmt.Sprintf("tmm%d += tmm%d·tmm%d", i, 4+i/2, 6+i%2))
+	}
+	p("\tADDQ $64, AX")
+	p("\tADDQ $2048, BX")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	bytes_("0xc4,0xa2,0x7a,0x4b,0x04,0x07", "TILESTORED tmm0, (DI)(R8*1)")
+	bytes_("0xc4,0xa2,0x7a,0x4b,0x4c,0x07,0x40", "TILESTORED tmm1, 64(DI)(R8*1)")
+	p("\tADDQ $2048, DI")
+	bytes_("0xc4,0xa2,0x7a,0x4b,0x14,0x07", "TILESTORED tmm2, (DI)(R8*1)")
+	bytes_("0xc4,0xa2,0x7a,0x4b,0x5c,0x07,0x40", "TILESTORED tmm3, 64(DI)(R8*1)")
+	bytes_("0xc4,0xe2,0x78,0x49,0xc0", "TILERELEASE")
+	p("\tRET")
+	p("")
 }

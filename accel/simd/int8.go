@@ -35,13 +35,19 @@ func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale 
 	if m == 0 || n == 0 {
 		return
 	}
-	if !k.int8 {
+	j := int8Jobs.Get().(*int8Job)
+	*j = int8Job{mr: 14, nr: 32, transB: transB, m: m, n: n, k: kk,
+		a: a, lda: lda, aScale: aScale, b: b, ldb: ldb, bScale: bScale, c: c, ldc: ldc}
+	switch k.int8 {
+	case int8Go:
+		int8Jobs.Put(j)
 		gemmInt8Generic(transB, m, n, kk, a, lda, aScale, b, ldb, bScale, c, ldc)
 		return
+	case int8VNNI:
+		j.kern = int8Kernel()
+	case int8AMX:
+		j.amx, j.mr = k.amxI8, 32
 	}
-	j := int8Jobs.Get().(*int8Job)
-	*j = int8Job{kern: int8Kernel(), mr: 14, nr: 32, transB: transB, m: m, n: n, k: kk,
-		a: a, lda: lda, aScale: aScale, b: b, ldb: ldb, bScale: bScale, c: c, ldc: ldc}
 	j.run2(k)
 	*j = int8Job{}
 	int8Jobs.Put(j)
@@ -51,6 +57,7 @@ func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale 
 // (k is not blocked: panels of kg groups of four bytes), A per block.
 type int8Job struct {
 	kern               int8Func
+	amx                amxFunc // AMX tiles instead of kern (A as signed rows, k padded to 64)
 	mr, nr             int
 	transB             bool
 	m, n, k            int
@@ -87,6 +94,9 @@ func (j *int8Job) run2(k *Kernels) {
 		threads = 1
 	}
 	j.kg = ceilDiv(j.k, 4)
+	if j.amx != nil {
+		j.kg = roundUp(j.kg, 16)
+	}
 	j.panels = ceilDiv(j.n, j.nr)
 	bbuf := byteBufs.get(j.panels * j.kg * j.nr * 4)
 	cbuf := int32Bufs.get(j.panels * j.nr)
@@ -140,6 +150,11 @@ func (j *int8Job) run(i int) {
 	mc := min(j.mc, j.m-i0)
 	abuf := byteBufs.get(roundUp(mc, mr) * kg * 4)
 	ap := *abuf
+	if j.amx != nil {
+		j.runAMX(ap, gi, i0, mc)
+		byteBufs.put(abuf)
+		return
+	}
 	j.packA(ap, i0, mc)
 	var tmp [14 * 32]float32
 	var scales [14]float32
@@ -178,6 +193,38 @@ func (j *int8Job) run(i int) {
 		}
 	}
 	byteBufs.put(abuf)
+}
+
+// runAMX packs the A block as signed rows of kg·4 bytes (zero padded to
+// 64 k and 32 rows) and multiplies it by the B panels of group gi with
+// TDPBSSD tiles; signed by signed needs no compensation.
+func (j *int8Job) runAMX(ap []byte, gi, i0, mc int) {
+	kp := j.kg * 4
+	clear(ap)
+	for r := range mc {
+		for p, v := range j.a[(i0+r)*j.lda:][:j.k] {
+			ap[r*kp+p] = byte(v)
+		}
+	}
+	var tile [32 * 32]int32
+	for q := gi * j.group; q < min((gi+1)*j.group, j.panels); q++ {
+		col := q * 32
+		cols := min(32, j.n-col)
+		bq := unsafe.Pointer(&j.bp[q*j.kg*32*4])
+		for ir := 0; ir < mc; ir += 32 {
+			j.amx(unsafe.Pointer(&amxConfig), unsafe.Pointer(&ap[ir*kp]), kp, bq, j.kg/16, unsafe.Pointer(&tile[0]))
+			for r := range min(32, mc-ir) {
+				as := j.aScale[0]
+				if len(j.aScale) > 1 {
+					as = j.aScale[i0+ir+r]
+				}
+				dst := j.c[(i0+ir+r)*j.ldc+col:][:cols]
+				for s := range dst {
+					dst[s] = as * j.bs[col+s] * float32(tile[r*32+s])
+				}
+			}
+		}
+	}
 }
 
 // packA copies A[i0:i0+mc, :] into panels of mr rows: kg groups of mr×4
@@ -222,7 +269,7 @@ func (j *int8Job) packB(q int) {
 	panel := j.bp[q*kg*nr*4 : (q+1)*kg*nr*4]
 	col := q * nr
 	cols := min(nr, j.n-col)
-	if cols < nr || j.k%4 != 0 {
+	if cols < nr || 4*kg != j.k {
 		clear(panel)
 	}
 	for c := col + cols; c < col+nr; c++ {

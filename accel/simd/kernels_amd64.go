@@ -93,3 +93,15 @@ func scaleBlocks(l Level, alpha float32, x []float32) int {
 	}
 	return 0
 }
+
+// AMX tile products (gen_asm.go's amxTile). Unverified on hardware: no
+// machine we build on has AMX; the drivers around them are tested with
+// amxInt8TileGo and amxBF16TileGo.
+
+//go:noescape
+func amxInt8Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func amxBF16Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+func amxTiles() (i8, bf amxFunc) { return amxInt8Tile, amxBF16Tile }

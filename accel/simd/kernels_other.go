@@ -13,3 +13,5 @@ func dotBlocks(Level, []float32, []float32) (float32, int) { return 0, 0 }
 func axpyBlocks(Level, float32, []float32, []float32) int { return 0 }
 
 func scaleBlocks(Level, float32, []float32) int { return 0 }
+
+func amxTiles() (i8, bf amxFunc) { return nil, nil }

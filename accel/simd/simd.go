@@ -19,9 +19,11 @@ const (
 	// AVX512 needs AVX-512 F: a 14×32 float32 microkernel, with VNNI
 	// INT8 and VDPBF16PS BF16 kernels where the CPU has those extensions.
 	AVX512
-	// AMX is Intel's tile unit. Detect reports it only where the CPU has
-	// AMX-TILE, -INT8 and -BF16 and the kernel grants tile data; no AMX
-	// kernel ships yet, so New never runs at this level (ErrUnsupported).
+	// AMX is Intel's tile unit: AMX-INT8 and AMX-BF16 tile kernels for
+	// GemmInt8 and GemmBF16 (Sgemm stays on AVX-512). Detect reports it
+	// only where the CPU has AMX-TILE, -INT8, -BF16 and AVX-512, Linux
+	// granted tile data (arch_prctl), and LLMESH_SIMD_AMX=1 opts in: the
+	// AMX kernels have not yet run on AMX hardware.
 	AMX
 )
 
@@ -86,16 +88,38 @@ func Supported(l Level) bool { return l >= Generic && l <= Detect() }
 type Kernels struct {
 	level   Level
 	threads int
-	int8    bool // VNNI INT8 kernel
-	bf16    bool // VDPBF16PS kernel
+	int8    int8Mode
+	bf16    bf16Mode
+	amxI8   amxFunc
+	amxBF   amxFunc
 	pool    *pool
 	f32     geometry
 }
+
+type int8Mode uint8
+
+const (
+	int8Go   int8Mode = iota // portable Go
+	int8VNNI                 // AVX-512 VNNI microkernel
+	int8AMX                  // AMX tiles
+)
+
+type bf16Mode uint8
+
+const (
+	bf16Wide  bf16Mode = iota // widened to float32 while packing
+	bf16Pairs                 // AVX-512 BF16 microkernel
+	bf16AMX                   // AMX tiles
+)
+
+// AMXOptIn is the environment variable that lets Detect pick AMX (=1).
+const AMXOptIn = "LLMESH_SIMD_AMX"
 
 type config struct {
 	level   Level
 	auto    bool
 	threads int
+	amxGo   bool // tests: AMX drivers on Go doubles of the tile products
 }
 
 // Option configures New.
@@ -120,24 +144,39 @@ func New(opts ...Option) (*Kernels, error) {
 	if c.auto {
 		c.level = pick(f)
 	}
-	if c.level == AMX && !f.AMXKernels {
-		// No AMX kernel ships yet: the next best level runs instead.
-		if c.auto {
-			c.level = AVX512
-		} else {
-			return nil, fmt.Errorf("%w: %s (no AMX kernels in this build)", ErrUnsupported, c.level)
-		}
-	}
 	if c.level < Generic || c.level > pick(f) {
-		return nil, fmt.Errorf("%w: %s (this machine runs up to %s)", ErrUnsupported, c.level, pick(f))
+		why := ""
+		if c.level == AMX {
+			switch {
+			case !f.AMXTile || !f.AMXInt8 || !f.AMXBF16:
+				why = "; the CPU has no AMX"
+			case !f.AMXPermitted:
+				why = "; the OS refused tile data: " + f.AMXDenied
+			case !f.AMXKernels:
+				why = "; set " + AMXOptIn + "=1 to use the (unverified) AMX kernels"
+			}
+		}
+		return nil, fmt.Errorf("%w: %s (this machine runs up to %s%s)", ErrUnsupported, c.level, pick(f), why)
 	}
 	if c.threads < 1 {
 		return nil, fmt.Errorf("simd: %d threads (want at least 1)", c.threads)
 	}
 	k := &Kernels{level: c.level, threads: c.threads, pool: newPool(c.threads)}
 	k.f32 = floatGeometry(c.level)
-	k.int8 = c.level >= AVX512 && f.AVX512VNNI
-	k.bf16 = c.level >= AVX512 && f.AVX512BF16
+	if c.level >= AVX512 && f.AVX512VNNI {
+		k.int8 = int8VNNI
+	}
+	if c.level >= AVX512 && f.AVX512BF16 {
+		k.bf16 = bf16Pairs
+	}
+	if c.level == AMX {
+		k.int8, k.bf16 = int8AMX, bf16AMX
+		k.amxI8, k.amxBF = amxTiles()
+	}
+	if c.amxGo {
+		k.int8, k.bf16 = int8AMX, bf16AMX
+		k.amxI8, k.amxBF = amxInt8TileGo, amxBF16TileGo
+	}
 	return k, nil
 }
 
@@ -158,14 +197,21 @@ func (k *Kernels) Level() Level { return k.level }
 func (k *Kernels) Threads() int { return k.threads }
 
 // Describe names k's level and the kernels it uses, for logs and feature
-// lists: "kernels:avx512", "kernels:int8-vnni", "kernels:bf16-dpbf16".
+// lists: "kernels:avx512", "kernels:int8-vnni", "kernels:bf16-dpbf16"
+// ("kernels:int8-amx", "kernels:bf16-amx" at the AMX level).
 func (k *Kernels) Describe() []string {
 	d := []string{"kernels:" + k.level.String()}
-	if k.int8 {
+	switch k.int8 {
+	case int8VNNI:
 		d = append(d, "kernels:int8-vnni")
+	case int8AMX:
+		d = append(d, "kernels:int8-amx")
 	}
-	if k.bf16 {
+	switch k.bf16 {
+	case bf16Pairs:
 		d = append(d, "kernels:bf16-dpbf16")
+	case bf16AMX:
+		d = append(d, "kernels:bf16-amx")
 	}
 	return d
 }
