@@ -74,3 +74,26 @@ func TestParseLevel(t *testing.T) {
 		t.Fatal("New(0 threads) did not fail")
 	}
 }
+
+// TestNoAllocations: a warm call allocates nothing, on one thread or
+// two (jobs, packing buffers and pool work items are recycled).
+func TestNoAllocations(t *testing.T) {
+	const n = 200
+	a, c := make([]float32, n*n), make([]float32, n*n)
+	h := make([]uint16, n*n)
+	i8 := make([]int8, n*n)
+	scale := []float32{1}
+	for _, th := range []int{1, 2} {
+		k := Must(WithThreads(th))
+		calls := map[string]func(){
+			"sgemm": func() { k.Sgemm(false, true, n, n, n, 1, a, n, a, n, 0, c, n) },
+			"bf16":  func() { k.GemmBF16(true, false, n, n, n, 1, h, n, h, n, 1, c, n) },
+			"int8":  func() { k.GemmInt8(false, n, n, n, i8, n, scale, i8, n, scale, c, n) },
+		}
+		for name, f := range calls {
+			if got := testing.AllocsPerRun(20, f); got != 0 {
+				t.Errorf("%s on %d threads: %v allocations a call", name, th, got)
+			}
+		}
+	}
+}

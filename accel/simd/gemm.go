@@ -195,7 +195,7 @@ func (k *Kernels) runGemm(j *gemmJob) {
 	if threads > 1 && j.mBlocks < threads {
 		j.nGroups = threads
 	}
-	bbuf := getF32(g.kc * roundUp(min(g.nc, j.n), g.nr))
+	bbuf := f32B.get(g.kc * roundUp(min(g.nc, j.n), g.nr))
 	j.bp = *bbuf
 	for j.jc = 0; j.jc < j.n; j.jc += g.nc {
 		j.nc = min(g.nc, j.n-j.jc)
@@ -227,7 +227,7 @@ func (k *Kernels) runGemm(j *gemmJob) {
 			}
 		}
 	}
-	putF32(bbuf)
+	f32B.put(bbuf)
 }
 
 func (j *gemmJob) run(i int) {
@@ -244,15 +244,17 @@ func (j *gemmJob) run(i int) {
 	ib, gi := i/groups, i%groups
 	i0 := ib * j.mc
 	mc := min(j.mc, j.m-i0)
-	abuf := getF32(roundUp(mc, g.mr) * kcu)
+	abuf := f32A.get(roundUp(mc, g.mr) * kcu)
 	ap := *abuf
 	j.packA(ap, i0, mc)
 	if j.kind == kindBF16AMX {
 		j.runAMX(ap, gi, i0, mc)
-		putF32(abuf)
+		f32A.put(abuf)
 		return
 	}
-	var tmp [14 * 32]float32
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	tmp := &sc.f
 	for q := gi * j.group; q < min((gi+1)*j.group, panels); q++ {
 		bq := unsafe.Pointer(&j.bp[q*kcu*g.nr])
 		col := j.jc + q*g.nr
@@ -279,7 +281,7 @@ func (j *gemmJob) run(i int) {
 			}
 		}
 	}
-	putF32(abuf)
+	f32A.put(abuf)
 }
 
 // runAMX multiplies the packed A block (32-row slabs) by the slab's B
@@ -287,7 +289,9 @@ func (j *gemmJob) run(i int) {
 func (j *gemmJob) runAMX(ap []float32, gi, i0, mc int) {
 	kcu := j.units(j.kc)
 	panels := ceilDiv(j.nc, j.g.nr)
-	var tile [32 * 32]float32
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	tile := &sc.f
 	for q := gi * j.group; q < min((gi+1)*j.group, panels); q++ {
 		bq := unsafe.Pointer(&j.bp[q*kcu*32])
 		col := j.jc + q*32
@@ -527,12 +531,22 @@ func (b *bufPool[T]) get(n int) *[]T {
 
 func (b *bufPool[T]) put(p *[]T) { b.p.Put(p) }
 
+// scratch is a task's tile-sized workspace: edge tiles and AMX tiles are
+// written here before they are merged into C. (A local array would move
+// to the heap: kernels are called through function values.)
+type scratch struct {
+	f [32 * 32]float32
+	i [32 * 32]int32
+	s [32]float32
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// One pool per use, so that a call never draws a buffer sized for
+// another use and drops it.
 var (
-	f32Bufs   bufPool[float32]
-	byteBufs  bufPool[byte]
-	int32Bufs bufPool[int32]
+	f32A, f32B   bufPool[float32] // packed A blocks, packed B slabs
+	byteA, byteB bufPool[byte]    // the same for INT8
+	int32Bufs    bufPool[int32]   // INT8 column sums; the portable INT8 rows
+	f32Scales    bufPool[float32] // INT8 column scales
 )
-
-func getF32(n int) *[]float32 { return f32Bufs.get(n) }
-
-func putF32(p *[]float32) { f32Bufs.put(p) }

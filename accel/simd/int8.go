@@ -98,9 +98,9 @@ func (j *int8Job) run2(k *Kernels) {
 		j.kg = roundUp(j.kg, 16)
 	}
 	j.panels = ceilDiv(j.n, j.nr)
-	bbuf := byteBufs.get(j.panels * j.kg * j.nr * 4)
+	bbuf := byteB.get(j.panels * j.kg * j.nr * 4)
 	cbuf := int32Bufs.get(j.panels * j.nr)
-	sbuf := f32Bufs.get(j.panels * j.nr)
+	sbuf := f32Scales.get(j.panels * j.nr)
 	j.bp, j.comp, j.bs = *bbuf, *cbuf, *sbuf
 	j.mBlocks = ceilDiv(j.m, int8MC)
 	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*j.mr*threads {
@@ -131,9 +131,9 @@ func (j *int8Job) run2(k *Kernels) {
 	} else {
 		k.pool.run(j, j.mBlocks*groups)
 	}
-	byteBufs.put(bbuf)
+	byteB.put(bbuf)
 	int32Bufs.put(cbuf)
-	f32Bufs.put(sbuf)
+	f32Scales.put(sbuf)
 }
 
 func (j *int8Job) run(i int) {
@@ -148,16 +148,17 @@ func (j *int8Job) run(i int) {
 	ib, gi := i/groups, i%groups
 	i0 := ib * j.mc
 	mc := min(j.mc, j.m-i0)
-	abuf := byteBufs.get(roundUp(mc, mr) * kg * 4)
+	abuf := byteA.get(roundUp(mc, mr) * kg * 4)
 	ap := *abuf
 	if j.amx != nil {
 		j.runAMX(ap, gi, i0, mc)
-		byteBufs.put(abuf)
+		byteA.put(abuf)
 		return
 	}
 	j.packA(ap, i0, mc)
-	var tmp [14 * 32]float32
-	var scales [14]float32
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	tmp, scales := &sc.f, &sc.s
 	// B panels in chunks that stay in L2 while every A panel of the
 	// block passes over them.
 	qEnd := min((gi+1)*j.group, j.panels)
@@ -192,7 +193,7 @@ func (j *int8Job) run(i int) {
 			}
 		}
 	}
-	byteBufs.put(abuf)
+	byteA.put(abuf)
 }
 
 // runAMX packs the A block as signed rows of kg·4 bytes (zero padded to
@@ -206,7 +207,9 @@ func (j *int8Job) runAMX(ap []byte, gi, i0, mc int) {
 			ap[r*kp+p] = byte(v)
 		}
 	}
-	var tile [32 * 32]int32
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	tile := &sc.i
 	for q := gi * j.group; q < min((gi+1)*j.group, j.panels); q++ {
 		col := q * 32
 		cols := min(32, j.n-col)
