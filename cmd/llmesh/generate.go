@@ -35,6 +35,11 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	temp := fs.Float64("temperature", 0, "sampling temperature (0: greedy)")
 	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0: all)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
+	topP := fs.Float64("top-p", 0, "sample from the smallest set of tokens whose probability reaches p (0: all)")
+	penalty := fs.Float64("repetition-penalty", 0, "divide the logits of tokens already seen by this (>1; 0: none)")
+	var stops stringList
+	fs.Var(&stops, "stop", "stop before this string (repeatable)")
+	exit := fs.Float64("exit-threshold", 0, "early exit at this confidence on models with exit heads (0: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,16 +54,27 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprint(stdout, *prompt)
 	err = b.Generate(ctx, &busv1.GenerateRequest{
 		Model: *model, Prompt: *prompt, MaxTokens: int32(*maxTokens), Temperature: float32(*temp), TopK: int32(*topK), Seed: *seed,
+		TopP: float32(*topP), RepetitionPenalty: float32(*penalty), Stop: stops, ExitThreshold: float32(*exit),
 	}, func(c *busv1.GenerateChunk) error {
 		fmt.Fprint(stdout, c.Text)
 		if c.Done {
 			fmt.Fprintf(stdout, "\n")
-			fmt.Fprintf(stderr, "[%d prompt + %d generated tokens, %s]\n", c.PromptTokens, c.CompletionTokens, c.FinishReason)
+			saved := ""
+			if c.LayersSaved > 0 {
+				saved = fmt.Sprintf(", %d layers saved by early exit", c.LayersSaved)
+			}
+			fmt.Fprintf(stderr, "[%d prompt + %d generated tokens, %s%s]\n", c.PromptTokens, c.CompletionTokens, c.FinishReason, saved)
 		}
 		return nil
 	})
 	return err
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 func cmdJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verb := "list"
