@@ -338,12 +338,11 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 				}
 				continue
 			}
-			for r := range rows {
-				src := j.a[(i0+ir+r)*j.lda+p0:][:kc]
-				for p, v := range src {
-					panel[p*mr+r] = v
-				}
+			if rows == mr && mr == 14 {
+				pack14(panel[:kc*14], j.a[(i0+ir)*j.lda+p0:][:13*j.lda+kc], j.lda, kc)
+				continue
 			}
+			packT(panel[:kc*mr], mr, j.a[(i0+ir)*j.lda+p0:][:(rows-1)*j.lda+kc], rows, j.lda, kc)
 		case kindBF16Wide:
 			for r := range rows {
 				for p := range kc {
@@ -380,6 +379,50 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 					u[full*mr+r] = uint32(src[2*full])
 				}
 			}
+		}
+	}
+}
+
+// pack14 transposes 14 rows of src (stride lda, kc columns) into dst,
+// kc groups of 14: one pass that writes dst in order (row by row, the
+// strided writes cost several times more).
+func pack14(dst, src []float32, lda, kc int) {
+	_ = dst[kc*14-1]
+	_ = src[13*lda+kc-1]
+	base := unsafe.Pointer(&src[0])
+	ld := uintptr(lda) * 4
+	for p := range kc {
+		d := (*[14]float32)(unsafe.Pointer(&dst[p*14]))
+		s := unsafe.Add(base, p*4)
+		d[0] = *(*float32)(s)
+		d[1] = *(*float32)(unsafe.Add(s, ld))
+		d[2] = *(*float32)(unsafe.Add(s, 2*ld))
+		d[3] = *(*float32)(unsafe.Add(s, 3*ld))
+		d[4] = *(*float32)(unsafe.Add(s, 4*ld))
+		d[5] = *(*float32)(unsafe.Add(s, 5*ld))
+		d[6] = *(*float32)(unsafe.Add(s, 6*ld))
+		d[7] = *(*float32)(unsafe.Add(s, 7*ld))
+		d[8] = *(*float32)(unsafe.Add(s, 8*ld))
+		d[9] = *(*float32)(unsafe.Add(s, 9*ld))
+		d[10] = *(*float32)(unsafe.Add(s, 10*ld))
+		d[11] = *(*float32)(unsafe.Add(s, 11*ld))
+		d[12] = *(*float32)(unsafe.Add(s, 12*ld))
+		d[13] = *(*float32)(unsafe.Add(s, 13*ld))
+	}
+}
+
+// packT transposes rows rows of src (stride lda, kc columns) into dst,
+// kc groups of width values (the first rows set), writing dst in order.
+func packT(dst []float32, width int, src []float32, rows, lda, kc int) {
+	_ = dst[(kc-1)*width+rows-1]
+	_ = src[(rows-1)*lda+kc-1]
+	base := unsafe.Pointer(&src[0])
+	ld := uintptr(lda) * 4
+	for p := range kc {
+		d := dst[p*width : p*width+rows]
+		s := unsafe.Add(base, p*4)
+		for r := range d {
+			d[r] = *(*float32)(unsafe.Add(s, uintptr(r)*ld))
 		}
 	}
 }
@@ -448,12 +491,7 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 			}
 			return
 		}
-		for s := range cols {
-			src := j.b[(col+s)*j.ldb+p0:][:kc]
-			for p, v := range src {
-				panel[p*nr+s] = v
-			}
-		}
+		packT(panel[:kc*nr], nr, j.b[col*j.ldb+p0:][:(cols-1)*j.ldb+kc], cols, j.ldb, kc)
 	case kindBF16Wide:
 		for p := range kc {
 			for s := range cols {
