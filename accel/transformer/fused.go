@@ -50,22 +50,38 @@ const geluC = 0.7978845608028654 // sqrt(2/pi)
 
 // geluForward writes GELU (tanh form) of x into out, computed as
 // x·sigmoid(2u) with u = sqrt(2/pi)·(x + 0.044715x³), which equals
-// 0.5x(1 + tanh u) without its cancellation for negative x.
-func geluForward(out, x []float32) {
+// 0.5x(1 + tanh u) without its cancellation for negative x. When sig is
+// non-nil it keeps sigmoid(2u) there for geluBackward.
+func geluForward(out, sig, x []float32) {
 	out = out[:len(x)]
+	if sig != nil {
+		sig = sig[:len(x)]
+	}
 	for j, v := range x {
 		u := geluC * (v + 0.044715*v*v*v)
-		out[j] = v * sigmoidf(2*u)
+		s := sigmoidf(2 * u)
+		out[j] = v * s
+		if sig != nil {
+			sig[j] = s
+		}
 	}
 }
 
 // geluBackward multiplies d by GELU'(x) in place: with s = sigmoid(2u),
-// GELU' = s + 2x·s(1-s)·u'(x).
-func geluBackward(d, x []float32) {
+// GELU' = s + 2x·s(1-s)·u'(x). sig holds s from geluForward, or is nil
+// to recompute it.
+func geluBackward(d, sig, x []float32) {
 	d = d[:len(x)]
+	if sig != nil {
+		sig = sig[:len(x)]
+	}
 	for j, v := range x {
-		u := geluC * (v + 0.044715*v*v*v)
-		s := sigmoidf(2 * u)
+		var s float32
+		if sig != nil {
+			s = sig[j]
+		} else {
+			s = sigmoidf(2 * geluC * (v + 0.044715*v*v*v))
+		}
 		d[j] *= s + 2*v*s*(1-s)*geluC*(1+3*0.044715*v*v)
 	}
 }
@@ -94,13 +110,21 @@ func swigluBackward(dh, dgate, gate, up []float32) {
 }
 
 // addNormForward is the residual add fused with the next norm: for each
-// row, when add is non-nil, x += add (x is the residual stream, updated in
-// place), then out = norm(x) (LayerNorm with bias b, RMSNorm when b is
-// nil), recording mean and 1/std. Sums are float64.
-func addNormForward(out, mean, rstd, x, add, w, b []float32, lo, hi, D int) {
+// row, when add is non-nil, x += add (+ bias, the bias of the product that
+// wrote x, when non-nil; x is the residual stream, updated in place), then
+// out = norm(x) (LayerNorm with bias b, RMSNorm when b is nil), recording
+// mean and 1/std. Sums are float64.
+func addNormForward(out, mean, rstd, x, add, bias, w, b []float32, lo, hi, D int) {
 	for r := lo; r < hi; r++ {
 		row := x[r*D : (r+1)*D]
-		if add != nil {
+		switch {
+		case add != nil && bias != nil:
+			ar := add[r*D : (r+1)*D]
+			bias := bias[:D]
+			for j := range row {
+				row[j] += ar[j] + bias[j]
+			}
+		case add != nil:
 			ar := add[r*D : (r+1)*D]
 			for j := range row {
 				row[j] += ar[j]

@@ -54,9 +54,17 @@ func TestActivationsAgainstFloat64(t *testing.T) {
 				g[i] *= 3
 			}
 			out := make([]float32, n)
-			geluForward(out, x)
+			sig := make([]float32, n)
+			geluForward(out, sig, x)
 			dg := append([]float32(nil), d...)
-			geluBackward(dg, x)
+			geluBackward(dg, sig, x)
+			dg2 := append([]float32(nil), d...)
+			geluBackward(dg2, nil, x)
+			for i := range dg {
+				if !closeRel(dg2[i], float64(dg[i]), 1e-6, 1e-7) {
+					t.Fatalf("gelu backward recomputed %v, kept %v", dg2[i], dg[i])
+				}
+			}
 			for i, v := range x {
 				xv := float64(v)
 				u := geluC * (xv + 0.044715*xv*xv*xv)
@@ -86,7 +94,7 @@ func TestActivationsAgainstFloat64(t *testing.T) {
 
 // refNorm returns norm(x + add) per row in float64, with the mean and
 // 1/std, and the backward pass for dout: dx, dw, db.
-func refNorm(x, add, w, b, dout []float32, N, D int, rms bool) (sum, out, dx, dw, db []float64) {
+func refNorm(x, add, bias, w, b, dout []float32, N, D int, rms bool) (sum, out, dx, dw, db []float64) {
 	sum, out, dx = make([]float64, N*D), make([]float64, N*D), make([]float64, N*D)
 	dw, db = make([]float64, D), make([]float64, D)
 	for r := range N {
@@ -95,6 +103,9 @@ func refNorm(x, add, w, b, dout []float32, N, D int, rms bool) (sum, out, dx, dw
 			v := float64(x[r*D+j])
 			if add != nil {
 				v += float64(add[r*D+j])
+				if bias != nil {
+					v += float64(bias[j])
+				}
 			}
 			sum[r*D+j] = v
 			mu += v
@@ -143,17 +154,17 @@ func TestNormsAgainstFloat64(t *testing.T) {
 					for i := range x {
 						x[i] = 2*x[i] + 3 // an offset, as residual streams have
 					}
-					var add, b []float32
+					var add, bias, b []float32
 					if withAdd {
-						add = randSlice(r, N*D)
+						add, bias = randSlice(r, N*D), randSlice(r, D)
 					}
 					if !rms {
 						b = randSlice(r, D)
 					}
-					wantSum, wantOut, wantDx, wantDw, wantDb := refNorm(x, add, w, b, dout, N, D, rms)
+					wantSum, wantOut, wantDx, wantDw, wantDb := refNorm(x, add, bias, w, b, dout, N, D, rms)
 					out, mean, rstd := make([]float32, N*D), make([]float32, N), make([]float32, N)
 					xs := append([]float32(nil), x...)
-					addNormForward(out, mean, rstd, xs, add, w, b, 0, N, D)
+					addNormForward(out, mean, rstd, xs, add, bias, w, b, 0, N, D)
 					dx, dw := make([]float32, N*D), make([]float32, D)
 					var db []float32
 					if !rms {

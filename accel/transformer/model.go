@@ -87,7 +87,7 @@ type acts struct {
 	y                    [][]float32 // [N,D] attention output before c_proj
 	x1                   [][]float32 // [N,D] residual after attention
 	fc, gelu             [][]float32 // [N,4D]; fc is c_fc's output (SwiGLU's "up"), gelu the hidden activation
-	gate                 [][]float32 // [N,4D] c_gate's output (SwiGLU only)
+	gate                 [][]float32 // [N,4D] c_gate's output (SwiGLU); GELU's sigmoid(2u), kept for the backward pass
 	lnx, lnxMean, lnxRst []float32   // exit-head norm output (recomputed per head)
 	lnf, lnfMean, lnfRst []float32
 	logits               []float32 // [N,V]; probabilities or dlogits after a training pass
@@ -309,8 +309,8 @@ func (m *Model) ensureActs(B, T int) {
 	a.x1 = growEach(a.x1, L, rows*D)
 	a.fc = growEach(a.fc, L, rows*4*D)
 	a.gelu = growEach(a.gelu, L, rows*4*D)
+	a.gate = growEach(a.gate, L, rows*4*D)
 	if m.cfg.SwiGLU() {
-		a.gate = growEach(a.gate, L, rows*4*D)
 		a.dgate = grow(a.dgate, rows*4*D)
 	}
 	if len(m.cfg.ExitLayers) > 0 {
@@ -351,7 +351,7 @@ func (m *Model) forward(inputs []int32, B, T int) {
 			}
 		}
 	}
-	m.addNorm(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], x, nil, m.p.layers[0].ln1W, m.p.layers[0].ln1B)
+	m.addNorm(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], x, nil, nil, m.p.layers[0].ln1W, m.p.layers[0].ln1B)
 	for l := range L {
 		lp := &m.p.layers[l]
 		in := a.resid[l][:N*D]
@@ -362,21 +362,23 @@ func (m *Model) forward(inputs []int32, B, T int) {
 		m.layer = l
 		m.pool.run(&m.tAttnFwd, B*c.NHead)
 		x1 := a.x1[l][:N*D]
-		m.linear(x1, a.y[l], lp.projW, lp.projB, N, D, D)
-		m.addNorm(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], x1, in, lp.ln2W, lp.ln2B)
-		m.linear(a.fc[l], a.ln2[l], lp.fcW, lp.fcB, N, D, 4*D)
+		// Biases of c_proj, c_fc and c_gate are added by the fused
+		// kernel that reads each product next.
+		m.k.Sgemm(false, false, N, D, D, 1, a.y[l], D, lp.projW, D, 0, x1, D)
+		m.addNorm(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], x1, in, lp.projB, lp.ln2W, lp.ln2B)
+		m.k.Sgemm(false, false, N, 4*D, D, 1, a.ln2[l], D, lp.fcW, 4*D, 0, a.fc[l], 4*D)
 		if c.SwiGLU() {
-			m.linear(a.gate[l], a.ln2[l], lp.gateW, lp.gateB, N, D, 4*D)
+			m.k.Sgemm(false, false, N, 4*D, D, 1, a.ln2[l], D, lp.gateW, 4*D, 0, a.gate[l], 4*D)
 		}
 		m.tGelu.backward = false
 		m.pool.run(&m.tGelu, m.chunks(N))
 		out := a.resid[l+1][:N*D]
-		m.linear(out, a.gelu[l], lp.mprojW, lp.mprojB, N, 4*D, D)
+		m.k.Sgemm(false, false, N, D, 4*D, 1, a.gelu[l], 4*D, lp.mprojW, D, 0, out, D)
 		if l+1 < L {
 			np := &m.p.layers[l+1]
-			m.addNorm(a.ln1[l+1], a.ln1Mean[l+1], a.ln1Rstd[l+1], out, x1, np.ln1W, np.ln1B)
+			m.addNorm(a.ln1[l+1], a.ln1Mean[l+1], a.ln1Rstd[l+1], out, x1, lp.mprojB, np.ln1W, np.ln1B)
 		} else {
-			m.addNorm(a.lnf, a.lnfMean, a.lnfRst, out, x1, m.p.lnfW, m.p.lnfB)
+			m.addNorm(a.lnf, a.lnfMean, a.lnfRst, out, x1, lp.mprojB, m.p.lnfW, m.p.lnfB)
 		}
 	}
 }
@@ -407,7 +409,7 @@ func (m *Model) exitHead(e, l int, targets []int32) float64 {
 	a := &m.a
 	x := a.resid[l][:N*D]
 	ex := m.p.exits[e]
-	m.addNorm(a.lnx, a.lnxMean, a.lnxRst, x, nil, ex.w, ex.b)
+	m.addNorm(a.lnx, a.lnxMean, a.lnxRst, x, nil, nil, ex.w, ex.b)
 	loss := m.headLoss(a.lnx[:N*D], targets, 1/float32(len(m.cfg.ExitLayers)))
 	if !m.train {
 		return loss
@@ -503,6 +505,7 @@ type rowsTask struct {
 	op                            int
 	n, chunks, D                  int
 	out, mean, rstd, x, add, w, b []float32
+	bias                          []float32
 	dx, dout, part                []float32
 	inverse                       bool
 	m                             *Model
@@ -513,7 +516,7 @@ func (t *rowsTask) run(i int) {
 	D := t.D
 	switch t.op {
 	case opAddNorm:
-		addNormForward(t.out, t.mean, t.rstd, t.x, t.add, t.w, t.b, lo, hi, D)
+		addNormForward(t.out, t.mean, t.rstd, t.x, t.add, t.bias, t.w, t.b, lo, hi, D)
 	case opNormBack:
 		pw := t.part[i*2*D : i*2*D+D]
 		var pb []float32
@@ -549,8 +552,8 @@ func (m *Model) runRows(t *rowsTask, n int) {
 }
 
 // addNorm is addNormForward over the batch's rows in parallel.
-func (m *Model) addNorm(out, mean, rstd, x, add, w, b []float32) {
-	m.tRows = rowsTask{op: opAddNorm, D: m.cfg.NEmbd, out: out, mean: mean, rstd: rstd, x: x, add: add, w: w, b: b}
+func (m *Model) addNorm(out, mean, rstd, x, add, bias, w, b []float32) {
+	m.tRows = rowsTask{op: opAddNorm, D: m.cfg.NEmbd, out: out, mean: mean, rstd: rstd, x: x, add: add, bias: bias, w: w, b: b}
 	m.runRows(&m.tRows, m.N)
 }
 
@@ -619,7 +622,7 @@ func ropeRow(row, cos, sin []float32, hd int, inverse bool) {
 // normForward normalises each row of x (LayerNorm, or RMSNorm when b is
 // nil) and records mean and 1/std (serially; the model uses addNorm).
 func normForward(out, mean, rstd, x, w, b []float32, N, D int) {
-	addNormForward(out, mean, rstd, x, nil, w, b, 0, N, D)
+	addNormForward(out, mean, rstd, x, nil, nil, w, b, 0, N, D)
 }
 
 // normBackward adds to dx the gradient through the norm of dout, and to
@@ -681,16 +684,27 @@ func (t *geluTask) run(i int) {
 	W := 4 * m.cfg.NEmbd
 	lo, hi := chunkRange(i, m.chunks(m.N), m.N)
 	a, l := &m.a, m.layer
+	lp := &m.p.layers[l]
 	x := a.fc[l][lo*W : hi*W]
+	if !t.backward {
+		// The products left out c_fc's and c_gate's biases: add them here,
+		// where the rows are read anyway (kept for the backward pass).
+		for r := 0; r < len(x); r += W {
+			axpy(1, lp.fcB, x[r:r+W])
+			if m.cfg.SwiGLU() {
+				axpy(1, lp.gateB, a.gate[l][lo*W+r:lo*W+r+W])
+			}
+		}
+	}
 	switch {
 	case m.cfg.SwiGLU() && !t.backward:
 		swigluForward(a.gelu[l][lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	case m.cfg.SwiGLU():
 		swigluBackward(a.dfc[lo*W:hi*W], a.dgate[lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	case !t.backward:
-		geluForward(a.gelu[l][lo*W:hi*W], x)
+		geluForward(a.gelu[l][lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	default:
-		geluBackward(a.dfc[lo*W:hi*W], x)
+		geluBackward(a.dfc[lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	}
 }
 
