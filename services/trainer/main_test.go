@@ -11,11 +11,13 @@ import (
 )
 
 // TestMain doubles as the cpu plugin when the host in these tests launches
-// the test binary (acceltest.Reexec).
+// the test binary (acceltest.Reexec), and as a shard or checkpoint-writer
+// process for the fault tests (roleEnv).
 func TestMain(m *testing.M) {
 	acceltest.ServeIfReexec(map[string]func() accel.Backend{
 		"cpu": func() accel.Backend { return engine.New("cpu", transformer.PortableKernels()) },
 	})
+	runRoleIfReexec()
 	os.Exit(m.Run())
 }
 

@@ -498,8 +498,10 @@ func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
 	}
 	m.res.Shards = max(m.res.Shards, g.world)
 	m.res.Generations = p.Gen
-	if step > 0 {
+	if p.Gen > 1 {
 		m.res.ResumedAt = append(m.res.ResumedAt, step)
+	}
+	if step > 0 {
 		if g.rank == 0 {
 			m.em.Log(fmt.Sprintf("resumed from step %d with %d shards", step, g.world))
 		}

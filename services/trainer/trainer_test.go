@@ -34,7 +34,16 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 // newEnvWith is newEnv with the service config adjusted by mod.
 func newEnvWith(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
-	b := bustest.New(t)
+	return newEnvBus(t, bustest.New(t), mod)
+}
+
+// newEnvOn serves b (a bus already set up) with fast heartbeats.
+func newEnvOn(t *testing.T, b *bus.Bus) *env {
+	return newEnvBus(t, b, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+}
+
+func newEnvBus(t *testing.T, b *bus.Bus, mod func(*Config)) *env {
+	t.Helper()
 	h, err := accel.NewHost(accel.HostConfig{
 		Command:        reexec,
 		RestartBackoff: time.Millisecond,
