@@ -165,3 +165,55 @@ func TestDataParallelTooFewShards(t *testing.T) {
 		t.Error("no \"waiting for shards\" log event")
 	}
 }
+
+// A shard that arrives late joins at the next checkpoint boundary: the
+// ring re-forms with it and resumes from that checkpoint.
+func TestDataParallelLateJoin(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	sp := e.dpSpec(t, 2, func(s map[string]any) {
+		s["max_shards"] = 3
+		s["steps"] = 40
+		s["checkpoint_every"] = 5
+	})
+	js, err := json.Marshal(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	events, err := e.b.WatchEvents(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, errs := make([]Result, 3), make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { res[i], errs[i] = e.s.RunShard(t.Context(), "late", js) })
+	}
+	// The third shard starts once the first two are past step 8.
+	for ev := range events {
+		if m, ok := ev.Body.(*busv1.Event_Metric); ok && m.Metric.Name == "loss" && m.Metric.Step >= 8 {
+			break
+		}
+	}
+	cancel()
+	wg.Go(func() { res[2], errs[2] = e.s.RunShard(t.Context(), "late", js) })
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+	}
+	lead := res[0]
+	for _, r := range res {
+		if r.Rank == 0 {
+			lead = r
+		}
+	}
+	if lead.Shards != 3 || lead.Generations != 2 || len(lead.ResumedAt) != 1 || lead.ResumedAt[0]%5 != 0 || lead.ResumedAt[0] < 10 {
+		t.Errorf("leader's result %+v: want 3 shards in generation 2, resumed at a checkpoint step after step 8", lead)
+	}
+	if lead.Restarts != 0 {
+		t.Errorf("restarts = %d: a join is not a failure", lead.Restarts)
+	}
+}
