@@ -344,3 +344,21 @@ func TestSoak(t *testing.T) {
 		t.Errorf("heap grew from %d to %d bytes under a steady load", m, end)
 	}
 }
+
+// The request's exit threshold reaches the backend, and the layers early
+// exit saved come back in the chunks.
+func TestEarlyExitLayersSaved(t *testing.T) {
+	e := newEnv(t)
+	e.randomModel(t, "exit", `{"vocab_size":%d,"n_ctx":64,"n_embd":16,"n_layer":3,"n_head":2,"exit_layers":[1,2]}`, 5)
+	req := &busv1.GenerateRequest{Model: "exit", Prompt: "the cat", MaxTokens: 10, IgnoreEos: true}
+	if g := e.mustGenerate(t, req); g.last.LayersSaved != 0 {
+		t.Errorf("without a threshold: %d layers saved", g.last.LayersSaved)
+	}
+	// A threshold every head passes: each token exits after layer 1 and
+	// saves 2 of the 3 layers.
+	req.ExitThreshold = 1e-6
+	g := e.mustGenerate(t, req)
+	if want := int64(2 * g.last.CompletionTokens); g.last.CompletionTokens != 10 || g.last.LayersSaved != want {
+		t.Errorf("threshold 1e-6: %d tokens, %d layers saved; want 10 tokens and %d", g.last.CompletionTokens, g.last.LayersSaved, want)
+	}
+}
