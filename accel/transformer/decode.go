@@ -76,6 +76,7 @@ type Decoder struct {
 
 	// Rows of the step in flight.
 	rows, active int
+	maxKeys      int // most keys a row of the step attends to
 	rowSeq       []int32
 	rowPos       []int32
 	rowTok       []int32
@@ -387,6 +388,13 @@ func (d *Decoder) run(threshold float32) {
 	}
 	N := d.rows
 	d.active = N
+	d.maxKeys = 0
+	for r := range N {
+		d.maxKeys = max(d.maxKeys, int(d.rowPos[r])+1)
+	}
+	if w := c.AttnWindow; w > 0 {
+		d.maxKeys = min(d.maxKeys, w+c.AttnGlobal)
+	}
 	exits := threshold > 0 && len(c.ExitLayers) > 0
 	for l := range c.NLayer {
 		lp := &d.m.p.layers[l]
@@ -402,7 +410,7 @@ func (d *Decoder) run(threshold float32) {
 			continue
 		}
 		d.tAttn.layer = l
-		d.pool.run(&d.tAttn, A*H)
+		d.par(&d.tAttn, A*H, A*d.maxKeys*D)
 		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
 		addTo(d.x[:A*D], d.tmp[:A*D])
 		normForward(d.h, d.mean, d.rstd, d.x[:A*D], lp.ln2W, lp.ln2B, A, D)
@@ -636,12 +644,13 @@ type decActTask struct {
 
 func (d *Decoder) activate(n int) {
 	W := 4 * d.cfg.NEmbd
+	work := 16 * n * W // an exp costs about as much as 16 multiply-adds
 	chunks := 1
-	if n*W >= 1<<15 {
+	if work >= parallelWork {
 		chunks = min(n, 4*d.pool.helpers+4)
 	}
 	d.tAct.n, d.tAct.per = n, (n+chunks-1)/chunks
-	d.pool.run(&d.tAct, chunks)
+	d.par(&d.tAct, chunks, work)
 }
 
 func (t *decActTask) run(i int) {
