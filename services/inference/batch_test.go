@@ -305,11 +305,27 @@ func TestSoak(t *testing.T) {
 	var ok, refused atomic.Int64
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	var mid atomic.Uint64
+	// The plugin's resident memory (its KV cache lives there).
+	rss := func() uint64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.status(t, "tiny").Pid))
+		if err != nil {
+			return 0
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kb uint64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				return kb << 10
+			}
+		}
+		return 0
+	}
+	var mid, midRSS atomic.Uint64
 	go func() {
 		select {
 		case <-time.After(d / 4):
 			mid.Store(heap())
+			midRSS.Store(rss())
 		case <-ctx.Done():
 		}
 	}()
@@ -335,8 +351,12 @@ func TestSoak(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	end := heap()
-	t.Logf("soak %v: %d completed, %d refused (429), heap %d -> %d bytes, stats %+v", d, ok.Load(), refused.Load(), mid.Load(), end, e.s.Stats())
+	end, endRSS := heap(), rss()
+	t.Logf("soak %v: %d completed, %d refused (429), heap %d -> %d bytes, plugin RSS %d -> %d bytes, stats %+v",
+		d, ok.Load(), refused.Load(), mid.Load(), end, midRSS.Load(), endRSS, e.s.Stats())
+	if m := midRSS.Load(); m > 0 && endRSS > m+64<<20 {
+		t.Errorf("the plugin's RSS grew from %d to %d bytes under a steady load", m, endRSS)
+	}
 	if ok.Load() == 0 {
 		t.Errorf("nothing completed")
 	}
