@@ -592,7 +592,7 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out []float32, lo, hi, kOff,
 		s1 := min(hi-b*KVBlockTokens, KVBlockTokens-1)
 		mx := st.m
 		for j := s0; j <= s1; j++ {
-			v := kvDot(qv, blk[kOff+j*hd:kOff+(j+1)*hd]) * st.scale
+			v := d.vk.Dot(qv, blk[kOff+j*hd:kOff+(j+1)*hd]) * st.scale
 			sc[j] = v
 			mx = max(mx, v)
 		}
@@ -607,7 +607,7 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out []float32, lo, hi, kOff,
 		for j := s0; j <= s1; j++ {
 			p := float32(math.Exp(float64(sc[j] - st.m)))
 			st.l += p
-			kvAxpy(out, blk[vOff+j*hd:vOff+(j+1)*hd], p)
+			d.vk.Axpy(p, blk[vOff+j*hd:vOff+(j+1)*hd], out)
 		}
 	}
 }
