@@ -27,6 +27,7 @@ var benchAreas = map[string]func(ctx context.Context, args []string, stdout, std
 	"filter":     benchFilter,
 	"kernels":    benchKernels,
 	"train-step": benchTrainStep,
+	"train":      benchTrain,
 	"serve":      benchServe,
 }
 

@@ -19,7 +19,7 @@ import (
 
 // rings connects world ranks to one embedded server, each over its own
 // connection, under prefix.
-func rings(t *testing.T, world int, prefix string, chunkBytes int, timeout time.Duration) ([]*Ring, *nats.Conn) {
+func rings(t testing.TB, world int, prefix string, chunkBytes int, timeout time.Duration) ([]*Ring, *nats.Conn) {
 	t.Helper()
 	srv := bustest.NewServer(t)
 	rs := make([]*Ring, world)
