@@ -168,11 +168,9 @@ func attnForward(tk Kernels, h attnHead, qkv, out, lse []float32) {
 					}
 					sc.mx[r] = rowMax
 				}
-				m := sc.mx[r]
+				expShift(s, s, sc.mx[r])
 				var sum float32
-				for c, v := range s {
-					p := expf(v - m)
-					s[c] = p
+				for _, p := range s {
 					sum += p
 				}
 				sc.sum[r] += sum
@@ -217,11 +215,8 @@ func attnBackward(tk Kernels, h attnHead, qkv, out, lse, dout, dqkv []float32) {
 			P, dP := sc.s, sc.dp
 			tk.Sgemm(false, true, nq, nk, hd, h.scale, qkv[q0*st+h.qOff:], st, qkv[k0*st+h.kOff:], st, 0, P, attnBk)
 			for r := range nq {
-				l := lse[q0+r]
 				row := P[r*attnBk : r*attnBk+nk]
-				for c, v := range row {
-					row[c] = expf(v - l)
-				}
+				expShift(row, row, lse[q0+r])
 			}
 			if !h.pat.blockFull(q0, q1, k0, k1) {
 				h.pat.mask(P, q0, nq, k0, nk, 0)

@@ -57,13 +57,21 @@ func geluForward(out, sig, x []float32) {
 	if sig != nil {
 		sig = sig[:len(x)]
 	}
-	for j, v := range x {
-		u := geluC * (v + 0.044715*v*v*v)
-		s := sigmoidf(2 * u)
-		out[j] = v * s
-		if sig != nil {
-			sig[j] = s
+	if sig == nil {
+		for j, v := range x {
+			out[j] = v * sigmoidf(2*geluC*(v+0.044715*v*v*v))
 		}
+		return
+	}
+	// sig = exp(-2u) in one vector pass, then s = 1/(1+sig).
+	for j, v := range x {
+		sig[j] = -2 * geluC * (v + 0.044715*v*v*v)
+	}
+	expShift(sig, sig, 0)
+	for j, v := range x {
+		s := 1 / (1 + sig[j])
+		sig[j] = s
+		out[j] = v * s
 	}
 }
 
@@ -205,11 +213,12 @@ func crossEntropyRow(row []float32, tgt int, eps float32, scale float32, grad bo
 	xt := row[tgt]
 	if grad {
 		// Keep each exponential in the row: the gradient pass only scales.
-		for j, v := range row {
-			e := expf(v - mx)
-			row[j] = e
-			sum += float64(e)
+		for _, v := range row {
 			sumX += float64(v)
+		}
+		expShift(row, row, mx)
+		for _, e := range row {
+			sum += float64(e)
 		}
 	} else {
 		for _, v := range row {

@@ -218,7 +218,7 @@ func TestCrossEntropyAgainstFloat64(t *testing.T) {
 				if math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
 					t.Fatalf("loss %v, want %v", got, want)
 				}
-				if l := crossEntropyRow(append([]float32(nil), row...), tgt, eps, scale, false); l != got {
+				if l := crossEntropyRow(append([]float32(nil), row...), tgt, eps, scale, false); math.Abs(l-got) > 1e-9*math.Abs(got) {
 					t.Fatalf("loss without gradient %v, with %v", l, got)
 				}
 				for j, v := range row {
@@ -263,6 +263,55 @@ func TestRopeAgainstFloat64(t *testing.T) {
 		for i := range row {
 			if !closeRel(got[i], float64(row[i]), 1e-5, 1e-5) {
 				t.Fatalf("hd %d: inverse rotation does not undo: %v vs %v", hd, got[i], row[i])
+			}
+		}
+	}
+}
+
+// TestExpShift checks the vector exponential (and the portable one) against
+// math.Exp: 3e-7 relative (2.5 ulp) over the range the kernels use, 0 for -Inf and
+// below float32's range, odd lengths for the tails.
+func TestExpShift(t *testing.T) {
+	paths := map[string]bool{"portable": false}
+	if useAVX512Exp {
+		paths["avx512"] = true
+	}
+	defer func(v bool) { useAVX512Exp = v }(useAVX512Exp)
+	r := rand.New(rand.NewPCG(3, 3))
+	for name, on := range paths {
+		useAVX512Exp = on
+		for _, n := range []int{1, 15, 16, 17, 63, 257, 4096} {
+			src := make([]float32, n)
+			for i := range src {
+				src[i] = float32(r.Float64()*170 - 85)
+			}
+			src[0] = float32(math.Inf(-1))
+			if n > 2 {
+				src[n-1] = -200
+				src[1] = 0
+			}
+			const m = 1.5
+			dst := make([]float32, n)
+			expShift(dst, src, m)
+			for i, v := range src {
+				want := math.Exp(float64(v - m)) // the shift is a float32 subtraction
+				got := float64(dst[i])
+				if want < 1.2e-38 {
+					if got > 1.2e-38 {
+						t.Fatalf("%s n=%d: exp(%v) = %v, want about %v", name, n, float64(v)-m, got, want)
+					}
+					continue
+				}
+				if math.Abs(got-want) > 3e-7*want {
+					t.Fatalf("%s n=%d: exp(%v) = %v, want %v", name, n, float64(v)-m, got, want)
+				}
+			}
+			in := append([]float32(nil), src...)
+			expShift(in, in, m)
+			for i := range in {
+				if in[i] != dst[i] {
+					t.Fatalf("%s: in place differs at %d", name, i)
+				}
 			}
 		}
 	}

@@ -59,16 +59,25 @@ func gradCheckConfigs() map[string]struct {
 
 // TestGradientCheck compares the analytic gradient with central finite
 // differences for a sample of entries from every tensor, for every
-// architecture option and on every kernel path this machine runs.
+// architecture option and on every kernel path this machine runs (GEMM
+// kernels × the vector and portable exponential).
 // Parameters are re-drawn with std 0.3 (norm weights around 1) so that
 // every gradient is well above float32 noise. An entry passes when
 // |analytic - numeric| <= 1e-3 + 3e-2·max(|analytic|, |numeric|).
 func TestGradientCheck(t *testing.T) {
-	for kname, kern := range testKernels() {
-		for name, tc := range gradCheckConfigs() {
-			t.Run(kname+"/"+name, func(t *testing.T) {
-				gradCheck(t, tc.cfg, kern, tc.smooth)
-			})
+	exps := map[string]bool{"exp-portable": false}
+	if useAVX512Exp {
+		exps["exp-avx512"] = true
+	}
+	defer func(v bool) { useAVX512Exp = v }(useAVX512Exp)
+	for ename, on := range exps {
+		useAVX512Exp = on
+		for kname, kern := range testKernels() {
+			for name, tc := range gradCheckConfigs() {
+				t.Run(ename+"/"+kname+"/"+name, func(t *testing.T) {
+					gradCheck(t, tc.cfg, kern, tc.smooth)
+				})
+			}
 		}
 	}
 }
