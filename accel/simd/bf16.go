@@ -6,13 +6,14 @@ import "math"
 // 8 exponent bits, 7 mantissa bits).
 
 // ToBF16 rounds src to bfloat16 into dst (to nearest, ties to even; NaNs
-// stay NaN). It panics when dst is shorter than src.
+// stay NaN; AVX-512 where the CPU has it, with the same results). It
+// panics when dst is shorter than src.
 func ToBF16(dst []uint16, src []float32) {
 	if len(dst) < len(src) {
 		panic("simd: ToBF16 destination is shorter than its source")
 	}
-	for i, f := range src {
-		dst[i] = bf16(f)
+	for i := toBF16Blocks(dst, src); i < len(src); i++ {
+		dst[i] = bf16(src[i])
 	}
 }
 
@@ -31,8 +32,8 @@ func FromBF16(dst []float32, src []uint16) {
 	if len(dst) < len(src) {
 		panic("simd: FromBF16 destination is shorter than its source")
 	}
-	for i, h := range src {
-		dst[i] = widen(h)
+	for i := fromBF16Blocks(dst, src); i < len(src); i++ {
+		dst[i] = widen(src[i])
 	}
 }
 

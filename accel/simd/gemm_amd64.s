@@ -1042,6 +1042,61 @@ scaleAVX2_done:
 	VZEROUPPER
 	RET
 
+// func toBF16AVX512(dst, src unsafe.Pointer, blocks int)
+TEXT ·toBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), CX
+	TESTQ CX, CX
+	JZ toBF16AVX512_done
+	MOVL $1, AX
+	VPBROADCASTD AX, Z3
+	MOVL $0x7fff, AX
+	VPBROADCASTD AX, Z4
+	MOVL $0x7fffffff, AX
+	VPBROADCASTD AX, Z5
+	MOVL $0x7f800000, AX
+	VPBROADCASTD AX, Z6
+	MOVL $0x400000, AX
+	VPBROADCASTD AX, Z7
+toBF16AVX512_loop:
+	VMOVDQU32 (SI), Z0
+	VPSRLD $16, Z0, Z1
+	VPANDD Z3, Z1, Z1
+	VPADDD Z4, Z1, Z1
+	VPADDD Z0, Z1, Z1
+	VPANDD Z5, Z0, Z2
+	VPCMPUD $6, Z6, Z2, K1
+	VPORD Z7, Z0, K1, Z1
+	VPSRLD $16, Z1, Z1
+	VPMOVDW Z1, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ toBF16AVX512_loop
+toBF16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func fromBF16AVX512(dst, src unsafe.Pointer, blocks int)
+TEXT ·fromBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), CX
+	TESTQ CX, CX
+	JZ fromBF16AVX512_done
+fromBF16AVX512_loop:
+	VPMOVZXWD (SI), Z0
+	VPSLLD $16, Z0, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ fromBF16AVX512_loop
+fromBF16AVX512_done:
+	VZEROUPPER
+	RET
+
 // func amxInt8Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
 // 32×32 AMX tile product by TDPBSSD (signed int8 × signed int8 → int32).
 TEXT ·amxInt8Tile(SB), NOSPLIT, $0-48

@@ -28,6 +28,7 @@ func main() {
 	avx512Int8()
 	avx2Float()
 	vectors()
+	bf16Conv()
 	amxTile("amxInt8Tile", "TDPBSSD (signed int8 × signed int8 → int32)", [4]string{
 		"0xc4,0xe2,0x4b,0x5e,0xc4", "0xc4,0xe2,0x43,0x5e,0xcc", "0xc4,0xe2,0x4b,0x5e,0xd5", "0xc4,0xe2,0x43,0x5e,0xdd"})
 	amxTile("amxBF16Tile", "TDPBF16PS (bf16 pairs → float32)", [4]string{
@@ -400,6 +401,64 @@ func amxTile(name, what string, dots [4]string) {
 	bytes_("0xc4,0xa2,0x7a,0x4b,0x14,0x07", "TILESTORED tmm2, (DI)(R8*1)")
 	bytes_("0xc4,0xa2,0x7a,0x4b,0x5c,0x07,0x40", "TILESTORED tmm3, 64(DI)(R8*1)")
 	bytes_("0xc4,0xe2,0x78,0x49,0xc0", "TILERELEASE")
+	p("\tRET")
+	p("")
+}
+
+// bf16Conv emits the AVX-512 float32↔bf16 conversions over blocks of 16:
+// round to nearest even with integer arithmetic (exactly what bf16() does
+// in Go, NaNs made quiet, denormals kept) and widening by a shift.
+func bf16Conv() {
+	p("// func toBF16AVX512(dst, src unsafe.Pointer, blocks int)")
+	p("TEXT ·toBF16AVX512(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ blocks+16(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ toBF16AVX512_done")
+	for _, c := range []struct {
+		reg int
+		v   string
+	}{{3, "$1"}, {4, "$0x7fff"}, {5, "$0x7fffffff"}, {6, "$0x7f800000"}, {7, "$0x400000"}} {
+		p("\tMOVL %s, AX", c.v)
+		p("\tVPBROADCASTD AX, Z%d", c.reg)
+	}
+	p("toBF16AVX512_loop:")
+	p("\tVMOVDQU32 (SI), Z0")
+	p("\tVPSRLD $16, Z0, Z1")
+	p("\tVPANDD Z3, Z1, Z1")
+	p("\tVPADDD Z4, Z1, Z1")
+	p("\tVPADDD Z0, Z1, Z1")
+	p("\tVPANDD Z5, Z0, Z2")
+	p("\tVPCMPUD $6, Z6, Z2, K1") // |x| > inf: NaN
+	p("\tVPORD Z7, Z0, K1, Z1")
+	p("\tVPSRLD $16, Z1, Z1")
+	p("\tVPMOVDW Z1, (DI)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $32, DI")
+	p("\tDECQ CX")
+	p("\tJNZ toBF16AVX512_loop")
+	p("toBF16AVX512_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+	p("// func fromBF16AVX512(dst, src unsafe.Pointer, blocks int)")
+	p("TEXT ·fromBF16AVX512(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ blocks+16(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ fromBF16AVX512_done")
+	p("fromBF16AVX512_loop:")
+	p("\tVPMOVZXWD (SI), Z0")
+	p("\tVPSLLD $16, Z0, Z0")
+	p("\tVMOVDQU32 Z0, (DI)")
+	p("\tADDQ $32, SI")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ fromBF16AVX512_loop")
+	p("fromBF16AVX512_done:")
+	p("\tVZEROUPPER")
 	p("\tRET")
 	p("")
 }

@@ -105,3 +105,31 @@ func amxInt8Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c 
 func amxBF16Tile(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer)
 
 func amxTiles() (i8, bf amxFunc) { return amxInt8Tile, amxBF16Tile }
+
+//go:noescape
+func toBF16AVX512(dst, src unsafe.Pointer, blocks int)
+
+//go:noescape
+func fromBF16AVX512(dst, src unsafe.Pointer, blocks int)
+
+var hasAVX512 = cpuFeatures().AVX512F
+
+// toBF16Blocks converts whole blocks of 16 and returns how many elements
+// it did.
+func toBF16Blocks(dst []uint16, src []float32) int {
+	if !hasAVX512 || len(src) < 16 {
+		return 0
+	}
+	n := len(src) / 16
+	toBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+	return n * 16
+}
+
+func fromBF16Blocks(dst []float32, src []uint16) int {
+	if !hasAVX512 || len(src) < 16 {
+		return 0
+	}
+	n := len(src) / 16
+	fromBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+	return n * 16
+}

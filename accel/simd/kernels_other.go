@@ -15,3 +15,7 @@ func axpyBlocks(Level, float32, []float32, []float32) int { return 0 }
 func scaleBlocks(Level, float32, []float32) int { return 0 }
 
 func amxTiles() (i8, bf amxFunc) { return nil, nil }
+
+func toBF16Blocks([]uint16, []float32) int { return 0 }
+
+func fromBF16Blocks([]float32, []uint16) int { return 0 }

@@ -200,3 +200,37 @@ func TestGemmInt8BadScales(t *testing.T) {
 	}()
 	kn.GemmInt8(false, 3, 2, 2, make([]int8, 6), 2, make([]float32, 2), make([]int8, 4), 2, []float32{1}, make([]float32, 6), 2)
 }
+
+// TestBF16ConversionsBulk: the vector paths (whole blocks of 16) give
+// exactly the scalar results on every kind of float32: random bit
+// patterns (NaNs, infinities, denormals), ties and near-ties.
+func TestBF16ConversionsBulk(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 0))
+	src := make([]float32, 4099)
+	for i := range src {
+		switch i % 4 {
+		case 0:
+			src[i] = math.Float32frombits(r.Uint32())
+		case 1:
+			src[i] = math.Float32frombits(r.Uint32()&0xffff0000 | 0x8000) // ties
+		case 2:
+			src[i] = math.Float32frombits(r.Uint32() & 0x807fffff) // zero and denormals
+		default:
+			src[i] = math.Float32frombits(0x7f800000 | r.Uint32()&0x807fffff) // inf and NaN
+		}
+	}
+	got := make([]uint16, len(src))
+	ToBF16(got, src)
+	for i, f := range src {
+		if want := bf16(f); got[i] != want {
+			t.Fatalf("ToBF16(%#08x) = %#04x, want %#04x", math.Float32bits(f), got[i], want)
+		}
+	}
+	back := make([]float32, len(got))
+	FromBF16(back, got)
+	for i, h := range got {
+		if math.Float32bits(back[i]) != uint32(h)<<16 {
+			t.Fatalf("FromBF16(%#04x) = %#08x", h, math.Float32bits(back[i]))
+		}
+	}
+}
