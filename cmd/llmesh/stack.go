@@ -82,7 +82,7 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	}
 	needHost := false
 	for _, s := range cfg.Services {
-		needHost = needHost || s == "trainer" || s == "inference"
+		needHost = needHost || s == "trainer" || s == "inference" || s == "filter"
 	}
 	if needHost {
 		cmd := cfg.PluginCommand
@@ -123,8 +123,17 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 		s, err := trainer.New(trainer.Config{Bus: b, Host: st.host, Logger: log})
 		return runOf(s, err)
 	case "filter":
-		s, err := filter.New(filter.Config{Bus: b, Logger: log})
-		return runOf(s, err)
+		// The learned stage runs classifiers the trainer made, in a
+		// plugin of the filter's own.
+		cls := filter.NewClassifiers(b, st.host, "")
+		s, err := filter.New(filter.Config{Bus: b, Logger: log, Classifiers: cls.Source})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			defer cls.Close()
+			return s.Run(ctx)
+		}, nil
 	case "inference":
 		// Every prompt and output goes through the filter: the client runs
 		// the policies' rule stages here and asks the filter service where
