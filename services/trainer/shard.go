@@ -473,6 +473,7 @@ type gen struct {
 	rank  int
 	world int
 	ring  *collective.Ring
+	rep   *reporter // rank 0 only
 }
 
 // runGen trains in generation p from its checkpoint until the job ends or
@@ -486,6 +487,12 @@ func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
 		return Result{}, err
 	}
 	defer g.ring.Close()
+	if g.rank == 0 {
+		if g.rep, err = m.s.newReporter(m.job, m.em); err != nil {
+			return Result{}, err
+		}
+		defer g.rep.close()
+	}
 	if err := m.setState(ctx, "training", p.Gen); err != nil {
 		return Result{}, err
 	}
@@ -512,7 +519,7 @@ func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
 		}
 		m.res.InitialLoss = vl
 		if g.rank == 0 {
-			m.em.Metric("val_loss", vl, 0)
+			g.rep.metric("val_loss", vl, 0)
 			m.em.Log(fmt.Sprintf("model %s: %d parameters, initial validation loss %.4f, %d shards", m.spec.Model, m.params, vl, g.world))
 		}
 	}
@@ -683,11 +690,14 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 		if g.rank == 0 && (step%sp.LogEvery == 0 || step == sp.Steps) {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
 			windowStart, windowTokens = time.Now(), 0
-			m.em.Metric("loss", loss, int64(step))
-			m.em.Metric("lr", float64(lr), int64(step))
-			m.em.Metric("grad_norm", up.GradNorm, int64(step))
-			m.em.Metric("tokens_per_sec", tps, int64(step))
-			m.em.Metric("allreduce_ms", float64(st.Duration.Microseconds())/1000, int64(step))
+			g.rep.metric("loss", loss, step)
+			g.rep.metric("lr", float64(lr), step)
+			g.rep.metric("grad_norm", up.GradNorm, step)
+			g.rep.metric("tokens_per_sec", tps, step)
+			g.rep.metric("allreduce_ms", float64(st.Duration.Microseconds())/1000, step)
+			g.rep.g.set(m.job, "step", float64(step))
+			g.rep.g.set(m.job, "shards", float64(g.world))
+			g.rep.flush()
 			m.em.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s, %d shards", loss, tps, g.world))
 		}
 		if step%sp.EvalEvery == 0 && step != sp.Steps {
@@ -696,7 +706,7 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 				return Result{}, err
 			}
 			if g.rank == 0 {
-				m.em.Metric("val_loss", vl, int64(step))
+				g.rep.metric("val_loss", vl, step)
 			}
 			if vl < m.best {
 				m.best, m.badEvals = vl, 0
@@ -749,7 +759,7 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 		return Result{}, err
 	}
 	res.Checkpoint = mf.Weights
-	m.em.Metric("val_loss", final, int64(step))
+	g.rep.metric("val_loss", final, step)
 	rec := &busv1.ModelRecord{Name: sp.Model, Checkpoint: mf.Weights, Tokenizer: m.tokRef, ConfigJson: sp.Config,
 		Parameters: m.params, Step: int64(step), ValLoss: final, CreatedAt: timestamppb.Now(), JobId: m.job}
 	if err := m.s.bus.PutModel(ctx, rec); err != nil {

@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
+	"github.com/llmesh/llmesh/services/trainer/tbevents"
 )
 
 // dpSpec is a data-parallel job on the tiny model: a global batch of 6
@@ -62,7 +67,12 @@ func (e *env) runShards(t *testing.T, id string, specs ...map[string]any) ([]Res
 
 // Two shards at the same global batch follow the loss curve of one.
 func TestDataParallelMatchesOneShard(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond; c.ChunkBytes = 4 << 10 })
+	tbDir := t.TempDir()
+	e := newEnvWith(t, func(c *Config) {
+		c.Heartbeat = 100 * time.Millisecond
+		c.ChunkBytes = 4 << 10
+		c.TensorBoardDir = tbDir
+	})
 	one := e.submit(t, e.dpSpec(t, 1, func(s map[string]any) { s["model"] = "one" }))
 	r1 := e.succeeded(t, one)
 	two := e.submit(t, e.dpSpec(t, 2, func(s map[string]any) { s["model"] = "two" }))
@@ -99,10 +109,44 @@ func TestDataParallelMatchesOneShard(t *testing.T) {
 	if m.Checkpoint != r2.Checkpoint || m.Step != 24 {
 		t.Errorf("registered model %v, want checkpoint %s at step 24", m, r2.Checkpoint)
 	}
-	// The checkpoint of the two-shard job loads in a one-shard ring of a
-	// new job: its weights do not depend on the shard count.
-	if _, err := e.b.GetObject(t.Context(), m.Checkpoint); err != nil {
-		t.Error(err)
+
+	// The same losses are in the TensorBoard event file and the
+	// Prometheus exposition.
+	files, err := filepath.Glob(filepath.Join(tbDir, two, "events.out.tfevents.*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("event files of job %s: %v %v", two, files, err)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	evs, err := tbevents.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := map[int64]float64{}
+	tags := map[string]int{}
+	for _, ev := range evs {
+		tags[ev.Tag]++
+		if ev.Tag == "loss/loss" {
+			tb[ev.Step] = float64(ev.Value)
+		}
+	}
+	if len(tb) != 24 || float32(tb[24]) != float32(c2[24]) {
+		t.Errorf("tensorboard loss at %d steps, step 24 = %v; events say %v", len(tb), tb[24], c2[24])
+	}
+	for _, tag := range []string{"lr", "grad_norm", "tokens_per_sec", "allreduce_ms", "loss/val_loss"} {
+		if tags[tag] == 0 {
+			t.Errorf("no %s scalars in the event file (tags %v)", tag, tags)
+		}
+	}
+	rec := httptest.NewRecorder()
+	e.s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"# TYPE llmesh_trainer_loss gauge", fmt.Sprintf("llmesh_trainer_shards{job=%q} 2", two), fmt.Sprintf("llmesh_trainer_step{job=%q} 24", two)} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics exposition lacks %q:\n%s", want, rec.Body)
+		}
 	}
 }
 

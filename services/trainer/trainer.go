@@ -39,6 +39,10 @@ type Config struct {
 	// ShardConcurrency is how many train-shard jobs this instance runs at
 	// once (default 4).
 	ShardConcurrency int
+	// TensorBoardDir, when set, receives a TensorBoard event file per
+	// data-parallel job (<dir>/<job>/events.out.tfevents.*), written by
+	// the shard that is rank 0.
+	TensorBoardDir string
 }
 
 // Service is one trainer shard.
@@ -49,6 +53,8 @@ type Service struct {
 	heartbeat  time.Duration
 	chunkBytes int
 	shardConc  int
+	tbDir      string
+	gauges     gauges
 }
 
 // Result is what a train job reports.
@@ -92,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("trainer: negative heartbeat, chunk bytes or shard concurrency")
 	}
 	s := &Service{bus: cfg.Bus, host: cfg.Host, log: log.With("service", "trainer"), heartbeat: cfg.Heartbeat,
-		chunkBytes: cfg.ChunkBytes, shardConc: cfg.ShardConcurrency}
+		chunkBytes: cfg.ChunkBytes, shardConc: cfg.ShardConcurrency, tbDir: cfg.TensorBoardDir}
 	if s.heartbeat == 0 {
 		s.heartbeat = DefaultHeartbeat
 	}
