@@ -22,7 +22,7 @@
 // multiplies panel pairs. Work is split over a fixed worker pool owned by
 // a Kernels; calls do not allocate once their buffers are warm.
 //
-// A Kernels is safe for concurrent use and lives as long as the program
-// (its helper goroutines are never stopped). This package imports no
-// other llmesh package.
+// A Kernels is safe for concurrent use. Its helper goroutines belong to
+// a process-wide pool per thread count, started on first use and never
+// stopped. This package imports no other llmesh package.
 package simd

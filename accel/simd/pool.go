@@ -37,6 +37,25 @@ type pool struct {
 	jobs    sync.Pool
 }
 
+var (
+	poolsMu sync.Mutex
+	pools   = map[int]*pool{}
+)
+
+// poolFor returns the process's pool for a thread count, started on first
+// use: Kernels with the same count share helpers, so making Kernels
+// again and again starts no more goroutines.
+func poolFor(threads int) *pool {
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	p, ok := pools[threads]
+	if !ok {
+		p = newPool(threads)
+		pools[threads] = p
+	}
+	return p
+}
+
 func newPool(threads int) *pool {
 	p := &pool{helpers: max(threads-1, 0), ch: make(chan *parJob)}
 	p.jobs.New = func() any { return new(parJob) }
