@@ -120,7 +120,9 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 		s, err := tokenizer.New(tokenizer.Config{Bus: b, Logger: log})
 		return runOf(s, err)
 	case "trainer":
-		s, err := trainer.New(trainer.Config{Bus: b, Host: st.host, Logger: log})
+		// Data-parallel jobs write TensorBoard event files under the data
+		// folder: tensorboard --logdir <data>/tensorboard.
+		s, err := trainer.New(trainer.Config{Bus: b, Host: st.host, Logger: log, TensorBoardDir: filepath.Join(cfg.DataDir, "tensorboard")})
 		return runOf(s, err)
 	case "filter":
 		// The learned stage runs classifiers the trainer made, in a
