@@ -40,6 +40,7 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 	threads := fs.Int("threads", 2, "cores for both sides")
 	script := fs.String("torch-script", "", "PyTorch partner (default: bench/torch/train_step.py found from here or above)")
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch partner")
+	bf16 := fs.Bool("bf16", false, "also measure bf16 mixed precision (no partner)")
 	level := fs.String("kernels", "", "kernels: portable, or an accel/simd level (generic, avx2, avx512); default the best this machine runs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -65,7 +66,7 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 		log = stderr
 	}
 	fmt.Fprintf(log, "llmesh: %d warmup + %d timed steps, %s kernels, %d threads\n", 1, *steps, kname, *threads)
-	ours, err := trainStepOurs(cfg, kernels, *batch, *steps)
+	ours, err := trainStepOurs(cfg, kernels, *batch, *steps, false)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 			// A second round of ours after PyTorch's, so that both sides
 			// see the machine's load at the same times; the better one
 			// counts (PyTorch reports its best setting).
-			again, err := trainStepOurs(cfg, kernels, *batch, *steps)
+			again, err := trainStepOurs(cfg, kernels, *batch, *steps, false)
 			if err != nil {
 				return err
 			}
@@ -101,14 +102,29 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 	if len(rounds) > 1 {
 		r.AddNote(fmt.Sprintf("ours before and after pytorch: %.0f, %.0f tokens/s", rounds[0], rounds[1]))
 	}
-	return writeBench(stdout, "train-step", *asJSON, []tokbench.Result{r})
+	results := []tokbench.Result{r}
+	if *bf16 {
+		fmt.Fprintln(log, "llmesh: bf16 mixed precision")
+		v, err := trainStepOurs(cfg, kernels, *batch, *steps, true)
+		if err != nil {
+			return err
+		}
+		results = append(results, tokbench.Result{
+			Name:  fmt.Sprintf("train-step/v%d-t%d-d%d-l%d-h%d-b%d/bf16-mixed/threads=%d", *vocab, *nctx, *embd, *layers, *heads, *batch, *threads),
+			Unit:  "tokens/s",
+			Value: v,
+			Note:  kname + " kernels; bf16 products with float32 accumulation, float32 master weights and AdamW",
+		})
+	}
+	return writeBench(stdout, "train-step", *asJSON, results)
 }
 
 // trainStepOurs returns tokens/s of ForwardBackward + AdamW on random
-// tokens, after one warmup step.
-func trainStepOurs(cfg transformer.Config, k transformer.Kernels, B, steps int) (float64, error) {
+// tokens, after one warmup step (in bf16 mixed precision with bf16).
+func trainStepOurs(cfg transformer.Config, k transformer.Kernels, B, steps int, bf16 bool) (float64, error) {
 	T := cfg.NCtx
 	m := transformer.New(cfg, k, 1)
+	m.SetBF16(bf16)
 	opt := transformer.NewAdamW(transformer.AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}, m)
 	r := rand.New(rand.NewPCG(1, 2))
 	in, tg := make([]int32, B*T), make([]int32, B*T)
