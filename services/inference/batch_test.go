@@ -320,13 +320,25 @@ func TestSoak(t *testing.T) {
 		}
 		return 0
 	}
+	// Samples at each quarter of the run; the first is the baseline.
 	var mid, midRSS atomic.Uint64
+	var samples []string
+	var smu sync.Mutex
 	go func() {
-		select {
-		case <-time.After(d / 4):
-			mid.Store(heap())
-			midRSS.Store(rss())
-		case <-ctx.Done():
+		for q := 1; q < 4; q++ {
+			select {
+			case <-time.After(d / 4):
+				h, r := heap(), rss()
+				if q == 1 {
+					mid.Store(h)
+					midRSS.Store(r)
+				}
+				smu.Lock()
+				samples = append(samples, fmt.Sprintf("%d/4: heap %d, plugin RSS %d", q, h, r))
+				smu.Unlock()
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	var wg sync.WaitGroup
@@ -352,8 +364,10 @@ func TestSoak(t *testing.T) {
 	}
 	wg.Wait()
 	end, endRSS := heap(), rss()
-	t.Logf("soak %v: %d completed, %d refused (429), heap %d -> %d bytes, plugin RSS %d -> %d bytes, stats %+v",
-		d, ok.Load(), refused.Load(), mid.Load(), end, midRSS.Load(), endRSS, e.s.Stats())
+	smu.Lock()
+	t.Logf("soak %v: %d completed, %d refused (429); %s; end: heap %d, plugin RSS %d; stats %+v",
+		d, ok.Load(), refused.Load(), strings.Join(samples, "; "), end, endRSS, e.s.Stats())
+	smu.Unlock()
 	if m := midRSS.Load(); m > 0 && endRSS > m+64<<20 {
 		t.Errorf("the plugin's RSS grew from %d to %d bytes under a steady load", m, endRSS)
 	}

@@ -16,7 +16,11 @@ import (
 // (acceltest.Reexec).
 func TestMain(m *testing.M) {
 	acceltest.ServeIfReexec(map[string]func() accel.Backend{
-		"cpu": func() accel.Backend { return engine.New("cpu", transformer.PortableKernels()) },
+		// A small KV-cache budget: the cache keeps released prefixes until
+		// it is full, so the soak sees the plugin's memory level off.
+		"cpu": func() accel.Backend {
+			return engine.New("cpu", transformer.PortableKernels(), engine.WithKVCacheBytes(16<<20))
+		},
 		"tpu": func() accel.Backend { return stub.New("tpu", "the TPU backend is a stub by design") },
 	})
 	os.Exit(m.Run())
