@@ -299,13 +299,20 @@ func TestShardKilled(t *testing.T) {
 		}
 		var once sync.Once
 		killedAt := -1
+		var killTime, reformTime time.Time
+		watched := make(chan struct{})
 		go func() {
+			defer close(watched)
 			for ev := range events {
 				if m, ok := ev.Body.(*busv1.Event_Metric); ok && m.Metric.Name == "loss" && int(m.Metric.Step) >= killAt {
 					once.Do(func() {
 						killedAt = int(m.Metric.Step)
+						killTime = time.Now()
 						_ = syscall.Kill(-procs[victim].cmd.Process.Pid, syscall.SIGKILL)
 					})
+				}
+				if l, ok := ev.Body.(*busv1.Event_Log); ok && strings.HasPrefix(l.Log, "generation 2:") && reformTime.IsZero() {
+					reformTime = time.Now()
 				}
 			}
 		}()
@@ -325,6 +332,7 @@ func TestShardKilled(t *testing.T) {
 			results = append(results, r)
 		}
 		cancel()
+		<-watched
 		var lead *Result
 		for i := range results {
 			if results[i].Rank == 0 {
@@ -349,7 +357,8 @@ func TestShardKilled(t *testing.T) {
 			}
 		}
 		d := math.Abs(lead.FinalLoss-want) / want
-		t.Logf("run %d: killed shard %d at step %d, resumed at %v, final loss %.5f vs %.5f uninterrupted (%.2g relative)", run, victim, killedAt, lead.ResumedAt, lead.FinalLoss, want, d)
+		t.Logf("run %d: killed shard %d at step %d, ring re-formed %.1fs later (collective timeout 2s), resumed at %v, final loss %.5f vs %.5f uninterrupted (%.2g relative)",
+			run, victim, killedAt, reformTime.Sub(killTime).Seconds(), lead.ResumedAt, lead.FinalLoss, want, d)
 		if d > 0.02 {
 			t.Errorf("run %d: final loss %.5f, uninterrupted %.5f: more than 2%% apart", run, lead.FinalLoss, want)
 		}
