@@ -63,15 +63,22 @@ func geluForward(out, sig, x []float32) {
 		}
 		return
 	}
-	// sig = exp(-2u) in one vector pass, then s = 1/(1+sig).
-	for j, v := range x {
-		sig[j] = -2 * geluC * (v + 0.044715*v*v*v)
-	}
-	expShift(sig, sig, 0)
-	for j, v := range x {
-		s := 1 / (1 + sig[j])
-		sig[j] = s
-		out[j] = v * s
+	// sig = exp(-2u) in one vector pass, then s = 1/(1+sig); in blocks
+	// that stay in L1 between the passes.
+	const blk = 1024
+	for b0 := 0; b0 < len(x); b0 += blk {
+		b1 := min(b0+blk, len(x))
+		xs, ss, os := x[b0:b1], sig[b0:b1], out[b0:b1]
+		ss, os = ss[:len(xs)], os[:len(xs)]
+		for j, v := range xs {
+			ss[j] = -2 * geluC * (v + 0.044715*v*v*v)
+		}
+		expShift(ss, ss, 0)
+		for j, v := range xs {
+			s := 1 / (1 + ss[j])
+			ss[j] = s
+			os[j] = v * s
+		}
 	}
 }
 

@@ -689,20 +689,22 @@ func (t *geluTask) run(i int) {
 	if !t.backward {
 		// The products left out c_fc's and c_gate's biases: add them here,
 		// where the rows are read anyway (kept for the backward pass).
+		// Row by row, so that each row is still in L1 for the activation.
 		for r := 0; r < len(x); r += W {
 			axpy(1, lp.fcB, x[r:r+W])
 			if m.cfg.SwiGLU() {
-				axpy(1, lp.gateB, a.gate[l][lo*W+r:lo*W+r+W])
+				g := a.gate[l][lo*W+r : lo*W+r+W]
+				axpy(1, lp.gateB, g)
+				swigluForward(a.gelu[l][lo*W+r:lo*W+r+W], g, x[r:r+W])
+			} else {
+				geluForward(a.gelu[l][lo*W+r:lo*W+r+W], a.gate[l][lo*W+r:lo*W+r+W], x[r:r+W])
 			}
 		}
+		return
 	}
 	switch {
-	case m.cfg.SwiGLU() && !t.backward:
-		swigluForward(a.gelu[l][lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	case m.cfg.SwiGLU():
 		swigluBackward(a.dfc[lo*W:hi*W], a.dgate[lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
-	case !t.backward:
-		geluForward(a.gelu[l][lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	default:
 		geluBackward(a.dfc[lo*W:hi*W], a.gate[l][lo*W:hi*W], x)
 	}
