@@ -276,6 +276,9 @@ func newAuditor(b *bus.Bus, log *slog.Logger) *auditor {
 }
 
 func (a *auditor) emit(r auditRecord) {
+	if a.em == nil { // no bus (fuzzing)
+		return
+	}
 	body, err := json.Marshal(r)
 	if err != nil {
 		a.log.Warn("audit record", "err", err)
