@@ -183,6 +183,33 @@ func TestDataParallelBadShards(t *testing.T) {
 	})
 }
 
+// Shards whose tokenizers differ fail with a clear error naming the
+// tokenizers.
+func TestDataParallelTokenizerMismatch(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	v1 := e.tokenizer(t, "tok")
+	v2 := e.tokenizerOf(t, "tok2", 270)
+	cfg := json.RawMessage(fmt.Sprintf(`{"vocab_size":%d,"n_ctx":16,"n_embd":16,"n_layer":1,"n_head":2}`, max(v1.VocabSize, v2.VocabSize)))
+	a := e.dpSpec(t, 2, func(s map[string]any) { s["tokenizer"] = "tok"; s["config"] = cfg; s["join_timeout_s"] = 3 })
+	b := e.dpSpec(t, 2, func(s map[string]any) { s["tokenizer"] = "tok2"; s["config"] = cfg; s["join_timeout_s"] = 3 })
+	b["train_ref"], b["val_ref"] = a["train_ref"], a["val_ref"]
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		js, _ := json.Marshal(a)
+		_, errs[0] = e.s.RunShard(t.Context(), "tokmismatch", js)
+	})
+	time.Sleep(300 * time.Millisecond) // a leads
+	wg.Go(func() {
+		js, _ := json.Marshal(b)
+		_, errs[1] = e.s.RunShard(t.Context(), "tokmismatch", js)
+	})
+	wg.Wait()
+	if !errors.Is(errs[1], ErrShardMismatch) || !strings.Contains(errs[1].Error(), "tokenizer") || !strings.Contains(errs[1].Error(), v1.Ref) {
+		t.Errorf("second shard: %v, want a tokenizer mismatch naming %s", errs[1], v1.Ref)
+	}
+}
+
 // A job asking for more shards than exist waits, says so, and fails at
 // its join deadline with a clear message.
 func TestDataParallelTooFewShards(t *testing.T) {

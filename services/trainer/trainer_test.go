@@ -425,8 +425,13 @@ func TestTrainMaxRestartsExceeded(t *testing.T) {
 
 // tokenizer trains a small byte-level BPE tokenizer and registers it as name.
 func (e *env) tokenizer(t *testing.T, name string) *busv1.TokenizerRecord {
+	return e.tokenizerOf(t, name, 280)
+}
+
+// tokenizerOf is tokenizer with vocab tokens.
+func (e *env) tokenizerOf(t *testing.T, name string, vocab int) *busv1.TokenizerRecord {
 	t.Helper()
-	tok, err := bpe.Train(t.Context(), []string{"the cat sat on the mat", "the dog sat on the log", "a cat and a dog"}, bpe.TrainOptions{VocabSize: 280})
+	tok, err := bpe.Train(t.Context(), []string{"the cat sat on the mat", "the dog sat on the log", "a cat and a dog"}, bpe.TrainOptions{VocabSize: vocab})
 	if err != nil {
 		t.Fatal(err)
 	}
