@@ -370,13 +370,12 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 				}
 				continue
 			}
-			for r := range rows {
-				src := j.ah[(i0+ir+r)*j.lda+p0:][:kc]
-				for q, v := range u16AsU32(src[:2*full]) {
-					u[q*mr+r] = v
-				}
-				if 2*full < kc {
-					u[full*mr+r] = uint32(src[2*full])
+			if full > 0 {
+				packPairsT(u[:full*mr], mr, j.ah[(i0+ir)*j.lda+p0:][:(rows-1)*j.lda+2*full], rows, j.lda, full)
+			}
+			if 2*full < kc {
+				for r := range rows {
+					u[full*mr+r] = uint32(j.ah[(i0+ir+r)*j.lda+p0+2*full])
 				}
 			}
 		}
@@ -423,6 +422,32 @@ func packT(dst []float32, width int, src []float32, rows, lda, kc int) {
 		s := unsafe.Add(base, p*4)
 		for r := range d {
 			d[r] = *(*float32)(unsafe.Add(s, uintptr(r)*ld))
+		}
+	}
+}
+
+// interleave sets d[s] = lo[s] | hi[s]<<16: two bf16 rows into pairs.
+func interleave(d []uint32, lo, hi []uint16) {
+	n := interleaveBlocks(d, lo, hi)
+	lo, hi = lo[n:len(d)], hi[n:len(d)]
+	for s := range lo {
+		d[n+s] = uint32(lo[s]) | uint32(hi[s])<<16
+	}
+}
+
+// packPairsT is packT for bf16 pairs: rows rows of src (stride ld
+// elements) give pairs (src[2q], src[2q+1]) for q < pairs, written as
+// pairs groups of width uint32 in order.
+func packPairsT(dst []uint32, width int, src []uint16, rows, ld, pairs int) {
+	_ = dst[(pairs-1)*width+rows-1]
+	_ = src[(rows-1)*ld+2*pairs-1]
+	base := unsafe.Pointer(&src[0])
+	stride := uintptr(ld) * 2
+	for q := range pairs {
+		d := dst[q*width : q*width+rows]
+		s := unsafe.Add(base, q*4)
+		for r := range d {
+			d[r] = *(*uint32)(unsafe.Add(s, uintptr(r)*stride))
 		}
 	}
 }
@@ -502,13 +527,12 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 		u := f32AsU32(panel)
 		full := kc / 2
 		if j.transB {
-			for s := range cols {
-				src := j.bh[(col+s)*j.ldb+p0:][:kc]
-				for q, v := range u16AsU32(src[:2*full]) {
-					u[q*nr+s] = v
-				}
-				if 2*full < kc {
-					u[full*nr+s] = uint32(src[2*full])
+			if full > 0 {
+				packPairsT(u[:full*nr], nr, j.bh[col*j.ldb+p0:][:(cols-1)*j.ldb+2*full], cols, j.ldb, full)
+			}
+			if 2*full < kc {
+				for s := range cols {
+					u[full*nr+s] = uint32(j.bh[(col+s)*j.ldb+p0+2*full])
 				}
 			}
 			return
@@ -516,10 +540,7 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 		for q := range full {
 			lo := j.bh[(p0+2*q)*j.ldb+col:][:cols]
 			hi := j.bh[(p0+2*q+1)*j.ldb+col:][:cols]
-			d := u[q*nr : q*nr+cols]
-			for s := range d {
-				d[s] = uint32(lo[s]) | uint32(hi[s])<<16
-			}
+			interleave(u[q*nr:q*nr+cols], lo, hi)
 		}
 		if 2*full < kc {
 			lo := j.bh[(p0+2*full)*j.ldb+col:][:cols]

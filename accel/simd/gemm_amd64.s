@@ -1078,6 +1078,30 @@ toBF16AVX512_done:
 	VZEROUPPER
 	RET
 
+// func interleaveAVX512(dst, lo, hi unsafe.Pointer, blocks int)
+// dst[i] = lo[i] | hi[i]<<16 for blocks of 16.
+TEXT ·interleaveAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ lo+8(FP), SI
+	MOVQ hi+16(FP), DX
+	MOVQ blocks+24(FP), CX
+	TESTQ CX, CX
+	JZ interleaveAVX512_done
+interleaveAVX512_loop:
+	VPMOVZXWD (SI), Z0
+	VPMOVZXWD (DX), Z1
+	VPSLLD $16, Z1, Z1
+	VPORD Z1, Z0, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ interleaveAVX512_loop
+interleaveAVX512_done:
+	VZEROUPPER
+	RET
+
 // func fromBF16AVX512(dst, src unsafe.Pointer, blocks int)
 TEXT ·fromBF16AVX512(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI

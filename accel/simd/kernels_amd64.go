@@ -133,3 +133,17 @@ func fromBF16Blocks(dst []float32, src []uint16) int {
 	fromBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
 	return n * 16
 }
+
+//go:noescape
+func interleaveAVX512(dst, lo, hi unsafe.Pointer, blocks int)
+
+// interleaveBlocks does whole blocks of 16 of interleave.
+func interleaveBlocks(d []uint32, lo, hi []uint16) int {
+	if !hasAVX512 || len(d) < 16 {
+		return 0
+	}
+	n := len(d) / 16
+	_, _ = lo[n*16-1], hi[n*16-1]
+	interleaveAVX512(unsafe.Pointer(&d[0]), unsafe.Pointer(&lo[0]), unsafe.Pointer(&hi[0]), n)
+	return n * 16
+}

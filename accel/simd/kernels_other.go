@@ -19,3 +19,5 @@ func amxTiles() (i8, bf amxFunc) { return nil, nil }
 func toBF16Blocks([]uint16, []float32) int { return 0 }
 
 func fromBF16Blocks([]float32, []uint16) int { return 0 }
+
+func interleaveBlocks([]uint32, []uint16, []uint16) int { return 0 }
