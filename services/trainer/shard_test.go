@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http/httptest"
 	"os"
@@ -287,4 +288,99 @@ func TestDataParallelLateJoin(t *testing.T) {
 	if lead.Restarts != 0 {
 		t.Errorf("restarts = %d: a join is not a failure", lead.Restarts)
 	}
+}
+
+// Gradient accumulation: 2 micro-batches of 3 rows make the same step as
+// one batch of 6, on one shard and on two (which split each micro-batch
+// 1+2: uneven slices are weighted by their rows).
+func TestDataParallelGradAccum(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	base := e.dpSpec(t, 1, func(s map[string]any) { s["steps"] = 12; s["eval_every"] = 12 })
+	accum := func(shards int) map[string]any {
+		s := maps.Clone(base)
+		s["batch"], s["grad_accum"], s["shards"] = 3, 2, shards
+		return s
+	}
+	curves := map[string]map[int64]float64{}
+	for name, sp := range map[string]map[string]any{"batch6": base, "accum1": accum(1), "accum2": accum(2)} {
+		shards := sp["shards"].(int)
+		specs := make([]map[string]any, shards)
+		for i := range specs {
+			specs[i] = sp
+		}
+		_, errs := e.runShards(t, name, specs...)
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		curves[name] = e.curveOf(t, name, 12)
+	}
+	for _, name := range []string{"accum1", "accum2"} {
+		if len(curves[name]) != 12 {
+			t.Fatalf("%s: %d logged steps", name, len(curves[name]))
+		}
+		for step, want := range curves["batch6"] {
+			if d := math.Abs(curves[name][step]-want) / want; d > 1e-3 {
+				t.Errorf("%s step %d: loss %.6f, batch of 6 %.6f", name, step, curves[name][step], want)
+			}
+		}
+	}
+}
+
+// Early stopping: validation on a stream unlike the training one gets
+// worse as the model fits the training stream; with patience 2 the job
+// stops before its last step, and says so.
+func TestDataParallelEarlyStop(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	val := make([]uint16, 500)
+	for i := range val {
+		val[i] = uint16((i * 5) % 11) // another cycle: what the model learns hurts here
+	}
+	sp := e.dpSpec(t, 2, func(s map[string]any) {
+		s["val_ref"] = e.shard(t, val)
+		s["steps"] = 200
+		s["eval_every"] = 5
+		s["patience"] = 2
+		s["lr"] = 0.03
+	})
+	res, errs := e.runShards(t, "early", sp, sp)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	lead := res[0]
+	if res[1].Rank == 0 {
+		lead = res[1]
+	}
+	if !lead.StoppedEarly || lead.Steps >= 200 || lead.Steps%5 != 0 {
+		t.Fatalf("result %+v: want an early stop at an evaluation step before 200", lead)
+	}
+	if res[0].Steps != res[1].Steps {
+		t.Errorf("shards stopped at steps %d and %d: they must agree", res[0].Steps, res[1].Steps)
+	}
+}
+
+// curveOf is curve for a job whose events end without done (RunShard
+// called directly): it replays the loss metrics until it has steps of
+// them.
+func (e *env) curveOf(t *testing.T, id string, steps int) map[int64]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ch, err := e.b.WatchEvents(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]float64{}
+	for ev := range ch {
+		if m, ok := ev.Body.(*busv1.Event_Metric); ok && m.Metric.Name == "loss" {
+			out[m.Metric.Step] = m.Metric.Value
+			if len(out) == steps {
+				cancel()
+			}
+		}
+	}
+	return out
 }
