@@ -441,13 +441,18 @@ func interleave(d []uint32, lo, hi []uint16) {
 func packPairsT(dst []uint32, width int, src []uint16, rows, ld, pairs int) {
 	_ = dst[(pairs-1)*width+rows-1]
 	_ = src[(rows-1)*ld+2*pairs-1]
-	base := unsafe.Pointer(&src[0])
-	stride := uintptr(ld) * 2
-	for q := range pairs {
+	packWordsT(dst, width, unsafe.Pointer(&src[0]), uintptr(ld)*2, rows, pairs, 0)
+}
+
+// packWordsT transposes 4-byte words: word q of row r (at base +
+// r·stride + 4q) goes to dst[q·width + r], xor-ed with x, for q < words
+// and r < rows, in order. The caller checks the bounds.
+func packWordsT(dst []uint32, width int, base unsafe.Pointer, stride uintptr, rows, words int, x uint32) {
+	for q := range words {
 		d := dst[q*width : q*width+rows]
 		s := unsafe.Add(base, q*4)
 		for r := range d {
-			d[r] = *(*uint32)(unsafe.Add(s, uintptr(r)*stride))
+			d[r] = *(*uint32)(unsafe.Add(s, uintptr(r)*stride)) ^ x
 		}
 	}
 }

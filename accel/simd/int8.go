@@ -234,25 +234,23 @@ func (j *int8Job) runAMX(ap []byte, gi, i0, mc int) {
 // bytes, each shifted to unsigned (x+128; padding is 0+128).
 func (j *int8Job) packA(dst []byte, i0, mc int) {
 	mr, kg := j.mr, j.kg
+	full := j.k / 4
 	for ir := 0; ir < mc; ir += mr {
 		panel := dst[ir*kg*4 : (ir+mr)*kg*4]
+		u := unsafe.Slice((*uint32)(unsafe.Pointer(&panel[0])), mr*kg)
 		rows := min(mr, mc-ir)
-		for r := range mr {
-			if r >= rows {
-				for q := range kg {
-					d := panel[(q*mr+r)*4:][:4]
-					d[0], d[1], d[2], d[3] = 0x80, 0x80, 0x80, 0x80
-				}
-				continue
+		if full > 0 {
+			src := j.a[(i0+ir)*j.lda:][:(rows-1)*j.lda+4*full]
+			packWordsT(u[:full*mr], mr, unsafe.Pointer(&src[0]), uintptr(j.lda), rows, full, 0x80808080)
+		}
+		for r := rows; r < mr; r++ {
+			for q := range kg {
+				u[q*mr+r] = 0x80808080
 			}
-			src := j.a[(i0+ir+r)*j.lda:][:j.k]
-			full := j.k / 4
-			for q := range full {
-				s := src[4*q : 4*q+4]
-				d := panel[(q*mr+r)*4:][:4]
-				d[0], d[1], d[2], d[3] = byte(s[0])^0x80, byte(s[1])^0x80, byte(s[2])^0x80, byte(s[3])^0x80
-			}
-			if full < kg {
+		}
+		if full < kg {
+			for r := range rows {
+				src := j.a[(i0+ir+r)*j.lda:][:j.k]
 				d := panel[(full*mr+r)*4:][:4]
 				for t := range 4 {
 					d[t] = 0x80
