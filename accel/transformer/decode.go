@@ -95,6 +95,8 @@ type Decoder struct {
 	tAct                        decActTask
 	tGemv                       gemvTask
 	vk                          VectorKernels
+	// wT holds transposed copies of the layer weights (see transposed).
+	wT map[*float32][]float32
 }
 
 type seqPlan struct {
@@ -175,7 +177,10 @@ func (d *Decoder) Release(ids ...uint64) {
 
 // Reset drops every cached sequence and every block kept for prefix reuse
 // (the weights changed).
-func (d *Decoder) Reset() { d.cache.reset() }
+func (d *Decoder) Reset() {
+	d.cache.reset()
+	d.wT = nil
+}
 
 // maxPos is the first position a sequence may not reach (0: no limit).
 func (d *Decoder) maxPos() int {
@@ -464,6 +469,12 @@ func (d *Decoder) linear(out, in, w, b []float32, N, I, O int) {
 	out = out[:N*O]
 	for r := range N {
 		copy(out[r*O:(r+1)*O], b)
+	}
+	if N >= 2 && N <= gemvMaxRows {
+		if wt := d.transposed(w, I, O); wt != nil {
+			d.matmul(true, out, in, wt, N, I, O)
+			return
+		}
 	}
 	d.matmul(false, out, in, w, N, I, O)
 }

@@ -121,3 +121,34 @@ func axpy4(y, w0, w1, w2, w3 []float32, a0, a1, a2, a3 float32) {
 		y[j] += (a0*w0[j] + a1*w1[j]) + (a2*w2[j] + a3*w3[j])
 	}
 }
+
+// transposedMaxParams bounds the models whose decoders keep a transposed
+// copy of the layer weights (up to 128 MiB more memory): with W stored
+// [O, I], a product of several rows is one Dot per row and output over
+// contiguous memory, each weight row read once and reused from L1 for
+// every row, with no store per multiply-add as in Axpy.
+const transposedMaxParams = 1 << 25
+
+// transposed returns w [I, O] as [O, I], built on first use and kept until
+// Reset; nil when the model is too large to keep copies.
+func (d *Decoder) transposed(w []float32, I, O int) []float32 {
+	if len(d.m.params) > transposedMaxParams {
+		return nil
+	}
+	if d.wT == nil {
+		d.wT = map[*float32][]float32{}
+	}
+	key := &w[0]
+	if t, ok := d.wT[key]; ok {
+		return t
+	}
+	t := make([]float32, I*O)
+	for i := range I {
+		row := w[i*O : (i+1)*O]
+		for o, v := range row {
+			t[o*I+i] = v
+		}
+	}
+	d.wT[key] = t
+	return t
+}
