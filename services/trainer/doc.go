@@ -9,4 +9,36 @@
 // reloads the last checkpoint and resumes from its step, with the same data
 // order (batches are drawn from an RNG seeded by the job seed and the step),
 // so the loss curve continues where it stopped.
+//
+// # Data parallelism
+//
+// A job with "shards" set trains data-parallel. The job's shard submits
+// shards-1 train-shard jobs (any trainer instance takes them), and any
+// process may call Service.RunShard for the job. Shards meet in the shards
+// KV bucket: each writes its record ("<job>.m-<id>": what it would train,
+// its state) every heartbeat, and one not rewritten for 4 heartbeats is
+// dead. The earliest live shard leads: once enough shards wait and none
+// still trains, it writes the next generation's plan ("<job>.plan" in the
+// trainer bucket, compare-and-set): the members in rank order and the
+// checkpoint to resume from. Each step every rank computes its slice of the
+// global batch (the rows of Batch×GradAccum windows drawn from PCG(seed,
+// step)), weights its gradients by its rows, and the ranks sum them with the
+// ring allreduce of package collective over core NATS; every rank then
+// applies the same update, so the replicas stay identical.
+//
+// A dead or hung shard makes the allreduce time out (collective_timeout_s);
+// the others return to the rendezvous, the leader (a new one, if the leader
+// died) writes a plan without it, and all resume from the last checkpoint.
+// A shard that arrives while the job runs waits and is let in at the next
+// checkpoint boundary (the ring re-forms). max_restarts bounds re-forms
+// after failures; a job that cannot gather its shards fails at
+// join_timeout_s, saying how many joined.
+//
+// Checkpoints of data-parallel jobs (ckpt.go) are a weights object, a
+// manifest object (step, content hash, data position, RNG seed, early
+// stopping state), and a pointer moved last; the newest that passes its
+// hash check is used, and the last keep_checkpoints are kept. Rank 0
+// reports metrics to the job's events, to a TensorBoard event file
+// (package tbevents, when Config.TensorBoardDir is set) and to the
+// Prometheus exposition of Service.MetricsHandler, and registers the model.
 package trainer
