@@ -252,6 +252,9 @@ func (d *Decoder) planStep(seqs []DecodeSeq) error {
 				d.reusePrefix(&p)
 			}
 		}
+		// In the plan from here on, so that a failure returns its reused
+		// blocks.
+		d.plan = append(d.plan, p)
 		end := p.from + len(p.toks)
 		if limit > 0 && end > limit {
 			return fail(fmt.Errorf("%w: sequence %d (id %d) would reach %d positions, beyond n_ctx %d", ErrInvalidInput, i, sq.ID, end, limit))
@@ -265,7 +268,6 @@ func (d *Decoder) planStep(seqs []DecodeSeq) error {
 			have = len(p.s.table)
 		}
 		need += max(0, (end+KVBlockTokens-1)/KVBlockTokens-have)
-		d.plan = append(d.plan, p)
 	}
 	if need > cache.available() {
 		undo()

@@ -503,6 +503,27 @@ func TestDecodeErrors(t *testing.T) {
 			}
 		})
 	}
+	// A step that fails after a new sequence took shared prefix blocks
+	// gives them back.
+	long := Config{VocabSize: 17, NCtx: MaxStepTokens, NEmbd: 8, NLayer: 1, NHead: 2}
+	ld := NewDecoder(New(long, PortableKernels(), 4), 1024)
+	prompt := make([]int32, 40)
+	if _, err := ld.Step([]DecodeSeq{{ID: 1, Tokens: prompt}}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	used := ld.Stats().Used
+	other := make([]int32, MaxStepTokens)
+	for i := range other {
+		other[i] = 1
+	}
+	_, err := ld.Step([]DecodeSeq{{ID: 3, Tokens: other}, {ID: 2, Tokens: prompt}}, nil, 0)
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("oversized step: err = %v", err)
+	}
+	if st := ld.Stats(); st.Used != used || st.Sequences != 1 {
+		t.Fatalf("after a failed step with prefix reuse: %+v, want %d blocks used by 1 sequence", st, used)
+	}
+	checkCache(t, ld.cache)
 	if _, err := d.Step([]DecodeSeq{{ID: 1, Tokens: []int32{1}}}, nil, -1); !errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("negative threshold: err = %v", err)
 	}
