@@ -40,6 +40,7 @@ func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale 
 		a: a, lda: lda, aScale: aScale, b: b, ldb: ldb, bScale: bScale, c: c, ldc: ldc}
 	switch k.int8 {
 	case int8Go:
+		*j = int8Job{}
 		int8Jobs.Put(j)
 		gemmInt8Generic(transB, m, n, kk, a, lda, aScale, b, ldb, bScale, c, ldc)
 		return
