@@ -384,3 +384,25 @@ func (e *env) curveOf(t *testing.T, id string, steps int) map[int64]float64 {
 	}
 	return out
 }
+
+// A shard beyond max_shards waits as a spare and leaves when the job is
+// done.
+func TestDataParallelSpare(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Heartbeat = 100 * time.Millisecond })
+	sp := e.dpSpec(t, 2, nil)
+	res, errs := e.runShards(t, "spare", sp, sp, sp)
+	spares := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+		if res[i].Spare {
+			spares++
+		} else if res[i].Steps != 24 || res[i].Shards != 2 {
+			t.Errorf("shard %d: %+v", i, res[i])
+		}
+	}
+	if spares != 1 {
+		t.Errorf("%d spares, want 1 (max_shards 2 of 3 shards)", spares)
+	}
+}
