@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/llmesh/llmesh/services/internal/pii"
@@ -60,7 +59,6 @@ type Engine struct {
 	pii     *pii.Scanner
 	maxIn   int
 	window  int
-	folders sync.Pool
 }
 
 type phrase struct {
@@ -92,7 +90,6 @@ func Compile(p *Policy, version uint64) (*Engine, error) {
 	if e.window == 0 {
 		e.window = DefaultWindow
 	}
-	e.folders.New = func() any { return new(folder) }
 	var pats []string
 	seen := map[string]int{}
 	for _, l := range p.Phrases {
@@ -195,26 +192,7 @@ func (e *Engine) verdict(text string, fs []Finding) Verdict {
 func (e *Engine) Find(text string, from int) []Finding {
 	var out []Finding
 	if len(e.phrases) > 0 {
-		f := e.folders.Get().(*folder)
-		f.fold(text)
-		e.ac.scan(f.out, func(p, end int) {
-			ph := &e.phrases[p]
-			startIn := int(f.pos[end-e.ac.lengths[p]])
-			last := int(f.pos[end-1])
-			_, size := utf8.DecodeRuneInString(text[last:])
-			endIn := last + size
-			if endIn <= from {
-				return
-			}
-			if ph.wordStart && startIn > 0 && asciiAlnum(text[startIn-1]) {
-				return
-			}
-			if ph.wordEnd && endIn < len(text) && asciiAlnum(text[endIn]) {
-				return
-			}
-			out = append(out, Finding{Category: ph.category, Stage: StagePhrase, Rule: ph.list, Action: ph.action, Start: startIn, End: endIn})
-		})
-		e.folders.Put(f)
+		out = e.findPhrases(text, from, out)
 	}
 	for _, r := range e.regexes {
 		for _, m := range r.re.FindAllStringIndex(text, -1) {
@@ -270,4 +248,76 @@ func placeholder(f Finding) string {
 		return pii.Placeholder(pii.Type(f.Rule))
 	}
 	return "[" + strings.ToUpper(f.Category) + "]"
+}
+
+// ringSize bounds the folded length of a phrase (a power of two, at least
+// MaxPhraseBytes: folding never lengthens a phrase).
+const ringSize = 256
+
+// findPhrases folds text and runs the automaton in one pass: no folded
+// copy is written, only the input offsets of the last ringSize folded
+// bytes are kept, to map a match back to its span.
+func (e *Engine) findPhrases(text string, from int, out []Finding) []Finding {
+	m := e.ac
+	trans, class, nclass := m.trans, &m.class, int32(m.nclass)
+	var ring [ringSize]int32
+	s := int32(0)
+	n := 0
+	var buf [utf8.UTFMax]byte
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			fc := asciiFold[c]
+			if fc == 0 {
+				i++
+				continue
+			}
+			ring[n&(ringSize-1)] = int32(i)
+			n++
+			s = trans[s+int32(class[fc])]
+			i++
+			if s < 0 {
+				s = -s - 1
+				out = e.matched(text, from, m.out[s/nclass], &ring, n, i, out)
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(text[i:])
+		fr := foldRune(r)
+		if fr < 0 {
+			i += size
+			continue
+		}
+		k := utf8.EncodeRune(buf[:], fr)
+		for j := 0; j < k; j++ {
+			ring[n&(ringSize-1)] = int32(i)
+			n++
+			s = trans[s+int32(class[buf[j]])]
+			if s < 0 {
+				s = -s - 1
+				out = e.matched(text, from, m.out[s/nclass], &ring, n, i+size, out)
+			}
+		}
+		i += size
+	}
+	return out
+}
+
+// matched records the phrases that end at folded byte n, input offset end.
+func (e *Engine) matched(text string, from int, pats []int32, ring *[ringSize]int32, n, end int, out []Finding) []Finding {
+	if end <= from {
+		return out
+	}
+	for _, p := range pats {
+		ph := &e.phrases[p]
+		start := int(ring[(n-e.ac.lengths[p])&(ringSize-1)])
+		if ph.wordStart && start > 0 && asciiAlnum(text[start-1]) {
+			continue
+		}
+		if ph.wordEnd && end < len(text) && asciiAlnum(text[end]) {
+			continue
+		}
+		out = append(out, Finding{Category: ph.category, Stage: StagePhrase, Rule: ph.list, Action: ph.action, Start: start, End: end})
+	}
+	return out
 }

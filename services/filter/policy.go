@@ -221,8 +221,11 @@ func (p *Policy) Validate() error {
 			if len(ph) > MaxPhraseBytes {
 				return bad("phrases[%d][%d]: %d bytes exceeds %d", i, j, len(ph), MaxPhraseBytes)
 			}
-			if foldString(strings.TrimSuffix(ph, "*")) == "" {
+			switch f := foldString(strings.TrimSuffix(ph, "*")); {
+			case f == "":
 				return bad("phrases[%d][%d] %q has no letter or digit", i, j, ph)
+			case len(f) > MaxPhraseBytes:
+				return bad("phrases[%d][%d]: folded to %d bytes, over %d", i, j, len(f), MaxPhraseBytes)
 			}
 		}
 		n += len(l.Phrases)
