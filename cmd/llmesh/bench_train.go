@@ -41,6 +41,7 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	layers := fs.Int("layers", 2, "layers")
 	heads := fs.Int("heads", 4, "attention heads")
 	arMiB := fs.Int("allreduce-mib", 16, "MiB of float32 per allreduce in the bandwidth measurement")
+	noTrain := fs.Bool("allreduce-only", false, "measure the allreduce bandwidth only")
 	repeat := fs.Int("repeat", 2, "runs of each side, alternating; the best counts (noise from other load only slows a run down)")
 	pluginDir := fs.String("plugin-dir", "", "directory of llmesh-plugin-<backend> binaries")
 	if err := fs.Parse(args); err != nil {
@@ -83,6 +84,9 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	results = append(results, ar)
+	if *noTrain {
+		return writeBench(stdout, "train", *asJSON, results)
+	}
 
 	cfg := fmt.Sprintf(`{"vocab_size":%d,"n_ctx":%d,"n_embd":%d,"n_layer":%d,"n_head":%d}`, *vocab, *nctx, *embd, *layers, *heads)
 	ref, err := benchTokens(ctx, b, *vocab, 200_000)
