@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/llmesh/llmesh/bus/bustest"
 )
 
 // BenchmarkAllReduce is a 2-rank ring allreduce over an embedded server's
@@ -26,5 +30,38 @@ func BenchmarkAllReduce(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkNATSStream is the ring's floor: a one-way stream of 512 KiB
+// messages between two connections of one embedded server, no ring, no
+// Arrow.
+func BenchmarkNATSStream(b *testing.B) {
+	srv := bustest.NewServer(b)
+	pub := bustest.Connect(b, srv).Conn()
+	sub := bustest.Connect(b, srv).Conn()
+	got := make(chan struct{}, 1024)
+	s, err := sub.Subscribe("stream", func(*nats.Msg) { got <- struct{}{} })
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.SetPendingLimits(-1, -1); err != nil {
+		b.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 512<<10)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	go func() {
+		for range b.N {
+			if err := pub.Publish("stream", payload); err != nil {
+				panic(err)
+			}
+		}
+	}()
+	for range b.N {
+		<-got
 	}
 }
