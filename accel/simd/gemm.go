@@ -22,6 +22,9 @@ type int8Func func(kc int, a, b, c unsafe.Pointer, ldc int, comp, aScale, bScale
 type geometry struct {
 	mr, nr, kc, mc, nc int
 	kern               floatKernel
+	// rows[r] is kern for the first r rows of a panel (nil: edge panels
+	// go through a full tile in scratch).
+	rows []floatKernel
 }
 
 var genericGeometry = geometry{mr: 4, nr: 8, kc: 256, mc: 64, nc: 1024, kern: genericKernel}
@@ -263,11 +266,15 @@ func (j *gemmJob) run(i int) {
 			aq := unsafe.Pointer(&ap[ir*kcu])
 			rows := min(g.mr, mc-ir)
 			off := (i0+ir)*j.ldc + col
-			if rows == g.mr && cols == g.nr {
-				g.kern(kcu, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, j.alpha, j.betaNow)
+			kern := g.kern
+			if rows < g.mr && g.rows != nil {
+				kern = g.rows[rows]
+			}
+			if cols == g.nr && (rows == g.mr || g.rows != nil) {
+				kern(kcu, aq, bq, unsafe.Pointer(&j.c[off]), j.ldc, j.alpha, j.betaNow)
 				continue
 			}
-			g.kern(kcu, aq, bq, unsafe.Pointer(&tmp[0]), g.nr, j.alpha, 0)
+			kern(kcu, aq, bq, unsafe.Pointer(&tmp[0]), g.nr, j.alpha, 0)
 			for r := range rows {
 				dst := j.c[off+r*j.ldc : off+r*j.ldc+cols]
 				src := tmp[r*g.nr : r*g.nr+cols]

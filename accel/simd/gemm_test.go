@@ -65,6 +65,9 @@ func refGemm(transA, transB bool, m, n, k int, alpha float64, a func(i int) floa
 	return out
 }
 
+// guardRows rows after C's m rows are checked untouched.
+const guardRows = 2
+
 // gemmCase is one product's shape.
 type gemmCase struct {
 	transA, transB bool
@@ -98,7 +101,7 @@ func checkSgemm(t *testing.T, kn *Kernels, r *rand.Rand, tc gemmCase) {
 	lda, ldb, ldc := ca+tc.pad, cb+tc.pad, tc.n+tc.pad
 	a := randF32(r, max(ra*lda, 1))
 	b := randF32(r, max(rb*ldb, 1))
-	c := randF32(r, max(tc.m*ldc, 1))
+	c := randF32(r, max((tc.m+guardRows)*ldc, 1)) // rows past m must not change
 	if tc.beta == 0 {
 		for i := range c {
 			c[i] = float32(math.NaN()) // beta 0 must not read C
@@ -107,12 +110,12 @@ func checkSgemm(t *testing.T, kn *Kernels, r *rand.Rand, tc gemmCase) {
 	orig := append([]float32(nil), c...)
 	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, float64(tc.alpha), func(i int) float64 { return float64(a[i]) }, lda, func(i int) float64 { return float64(b[i]) }, ldb, float64(tc.beta), c, ldc)
 	kn.Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	for i := range tc.m {
+	for i := range tc.m + guardRows {
 		for j := 0; j < ldc; j++ {
 			x := i*ldc + j
-			if j >= tc.n {
+			if j >= tc.n || i >= tc.m {
 				if math.Float32bits(c[x]) != math.Float32bits(orig[x]) {
-					t.Fatalf("%v: C[%d,%d] past n changed: %g → %g", tc, i, j, orig[x], c[x])
+					t.Fatalf("%v: C[%d,%d] outside m×n changed: %g → %g", tc, i, j, orig[x], c[x])
 				}
 				continue
 			}
@@ -195,4 +198,20 @@ func FuzzSgemmShapes(f *testing.F) {
 			pad: int(pad % 9), alpha: float32(alpha) / 4, beta: float32(beta) / 4}
 		checkSgemm(t, kn, rand.New(rand.NewPCG(uint64(m), uint64(k))), tc)
 	})
+}
+
+// TestEveryRowCount runs m = 1…29, so that every partial-panel kernel
+// (1…13 rows on AVX-512, 1…5 on AVX2) runs, with C wider than a panel
+// (full and partial column panels) and beta both 0 and not.
+func TestEveryRowCount(t *testing.T) {
+	for name, kn := range levels(t) {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(23, 0))
+			for m := 1; m < 30; m++ {
+				tc := gemmCase{transA: m%2 == 0, m: m, n: 45, k: 37, pad: 3, alpha: 1.25, beta: float32(m%3) / 2}
+				checkSgemm(t, kn, r, tc)
+				checkBF16(t, kn, r, tc)
+			}
+		})
+	}
 }

@@ -40,15 +40,15 @@ func scaleAVX2(alpha float32, x unsafe.Pointer, blocks int)
 func floatGeometry(l Level) geometry {
 	switch {
 	case l >= AVX512:
-		return geometry{mr: 14, nr: 32, kc: 256, mc: 14 * 12, nc: 32 * 64, kern: sgemmKernelAVX512}
+		return geometry{mr: 14, nr: 32, kc: 256, mc: 14 * 12, nc: 32 * 64, kern: sgemmKernelAVX512, rows: sgemmRowsAVX512}
 	case l == AVX2:
-		return geometry{mr: 6, nr: 16, kc: 256, mc: 6 * 24, nc: 16 * 128, kern: sgemmKernelAVX2}
+		return geometry{mr: 6, nr: 16, kc: 256, mc: 6 * 24, nc: 16 * 128, kern: sgemmKernelAVX2, rows: sgemmRowsAVX2}
 	}
 	return genericGeometry
 }
 
 func bf16Geometry() geometry {
-	return geometry{mr: 14, nr: 32, kc: 512, mc: 14 * 12, nc: 32 * 64, kern: bf16KernelAVX512}
+	return geometry{mr: 14, nr: 32, kc: 512, mc: 14 * 12, nc: 32 * 64, kern: bf16KernelAVX512, rows: bf16RowsAVX512}
 }
 
 func int8Kernel() int8Func { return int8KernelAVX512 }

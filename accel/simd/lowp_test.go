@@ -47,14 +47,21 @@ func checkBF16(t *testing.T, kn *Kernels, r *rand.Rand, tc gemmCase) {
 	ra, ca, rb, cb := tc.dims()
 	lda, ldb, ldc := ca+tc.pad, cb+tc.pad, tc.n+tc.pad
 	a, b := randBF16(r, ra*lda), randBF16(r, rb*ldb)
-	c := randF32(r, tc.m*ldc)
+	c := randF32(r, (tc.m+guardRows)*ldc)
+	orig := append([]float32(nil), c...)
 	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, float64(tc.alpha), func(i int) float64 { return float64(widen(a[i])) }, lda,
 		func(i int) float64 { return float64(widen(b[i])) }, ldb, float64(tc.beta), c, ldc)
 	kn.GemmBF16(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
 	tol := 2e-6*(float64(tc.k)*math.Abs(float64(tc.alpha))+math.Abs(float64(tc.beta))) + 1e-6
-	for i := range tc.m {
-		for j := range tc.n {
+	for i := range tc.m + guardRows {
+		for j := range ldc {
 			x := i*ldc + j
+			if i >= tc.m || j >= tc.n {
+				if c[x] != orig[x] {
+					t.Fatalf("%v: C[%d,%d] outside m×n changed", tc, i, j)
+				}
+				continue
+			}
 			if d := math.Abs(float64(c[x]) - want[x]); !(d <= tol) {
 				t.Fatalf("%v: C[%d,%d] = %g, want %g (diff %g > %g)", tc, i, j, c[x], want[x], d, tol)
 			}
