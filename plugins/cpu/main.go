@@ -17,6 +17,11 @@ import (
 // comparing levels or working around a bad one; unset picks the best.
 const levelEnv = "LLMESH_CPU_KERNELS"
 
+// build names this build of the plugin (go build -ldflags "-X
+// main.build=..."); Info lists it as a feature, so that a swap to a rebuilt
+// binary shows which build serves.
+var build = "dev"
+
 // backend is the engine with the kernel level added to its features.
 type backend struct {
 	*engine.Engine
@@ -34,6 +39,7 @@ func (b backend) Info(ctx context.Context) (accel.Info, error) {
 		return info, err
 	}
 	info.Features = append(info.Features, b.kernels.Describe()...)
+	info.Features = append(info.Features, "build="+build)
 	return info, nil
 }
 
