@@ -164,9 +164,18 @@ func (c *ckptStore) pointer(ctx context.Context) (pointer, uint64, error) {
 }
 
 func (c *ckptStore) manifest(ctx context.Context, ref string) (Manifest, error) {
-	var m Manifest
 	js, err := c.b.GetObject(ctx, ref)
 	if err != nil {
+		return Manifest{}, err
+	}
+	return parseManifest(ref, c.job, js)
+}
+
+// parseManifest checks a stored manifest (outside bytes): its content hash
+// against ref, its version, job and fields.
+func parseManifest(ref, job string, js []byte) (Manifest, error) {
+	var m Manifest
+	if err := bus.ValidRef(ref); err != nil {
 		return m, err
 	}
 	if hashHex(js) != ref[len(bus.RefPrefix):] {
@@ -175,8 +184,14 @@ func (c *ckptStore) manifest(ctx context.Context, ref string) (Manifest, error) 
 	if err := json.Unmarshal(js, &m); err != nil {
 		return m, fmt.Errorf("manifest %s: %w", ref, err)
 	}
-	if m.Version != 1 || m.Job != c.job {
-		return m, fmt.Errorf("manifest %s: version %d of job %q, want version 1 of job %q", ref, m.Version, m.Job, c.job)
+	if m.Version != 1 || m.Job != job {
+		return m, fmt.Errorf("manifest %s: version %d of job %q, want version 1 of job %q", ref, m.Version, m.Job, job)
+	}
+	if err := bus.ValidRef(m.Weights); err != nil {
+		return m, fmt.Errorf("manifest %s: weights: %w", ref, err)
+	}
+	if m.Step < 0 || m.DataPosition < 0 || m.Size < 0 || len(m.SHA256) != 64 {
+		return m, fmt.Errorf("manifest %s: step %d, data position %d, size %d or sha256 %q out of range", ref, m.Step, m.DataPosition, m.Size, m.SHA256)
 	}
 	return m, nil
 }

@@ -364,3 +364,25 @@ func TestShardKilled(t *testing.T) {
 		}
 	}
 }
+
+// FuzzManifest feeds outside bytes to the checkpoint manifest parser: an
+// error or a manifest whose fields are in range, never a panic.
+func FuzzManifest(f *testing.F) {
+	valid, _ := json.Marshal(Manifest{Version: 1, Job: "j", Step: 5, Weights: "sha256-" + strings.Repeat("a", 64), SHA256: strings.Repeat("b", 64), DataPosition: 5})
+	f.Add(valid)
+	f.Add([]byte(`{"version":1,"job":"j","step":-1}`))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, js []byte) {
+		ref := "sha256-" + hashHex(js)
+		m, err := parseManifest(ref, "j", js)
+		if err != nil {
+			return
+		}
+		if m.Step < 0 || m.Job != "j" || bus.ValidRef(m.Weights) != nil {
+			t.Fatalf("accepted %+v", m)
+		}
+		if _, err := parseManifest("sha256-"+strings.Repeat("0", 64), "j", js); err == nil {
+			t.Fatal("accepted a manifest under another ref")
+		}
+	})
+}
