@@ -30,6 +30,7 @@ func benchServe(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.PromptTokens, "prompt-tokens", o.PromptTokens, "prompt length in tokens")
 	fs.IntVar(&o.MaxTokens, "tokens", o.MaxTokens, "tokens generated per request")
 	fs.IntVar(&o.Requests, "requests", o.Requests, "requests per client count (at least 2 per client)")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating off/on rounds per client count (the best counts)")
 	fs.IntVar(&o.Threads, "threads", o.Threads, "cores for the PyTorch partner")
 	clients := fs.String("clients", "1,8,32", "concurrent client counts, comma-separated")
 	script := fs.String("torch-script", "", "PyTorch partner (default: bench/torch/decode.py found from here or above)")
