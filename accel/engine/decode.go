@@ -26,9 +26,42 @@ func (e *Engine) cachedDecode(l *loaded, req accel.DecodeRequest) (accel.DecodeR
 	if err != nil {
 		return accel.DecodeResult{}, wrapModelErr(id, err)
 	}
-	// The decoder's buffers are reused by the next step: copy out.
-	n := len(seqs)
-	V := l.model.Config().VocabSize
+	return copyResult(res, l.model.Config().VocabSize), nil
+}
+
+// exitDecode runs a step without cache ids but with early exit: each
+// sequence (its last n_ctx tokens, as without the cache) is prefilled whole
+// in a scratch decoder, whose sequences are released afterwards.
+func (e *Engine) exitDecode(l *loaded, req accel.DecodeRequest) (accel.DecodeResult, error) {
+	cfg := l.model.Config()
+	seqs := make([]transformer.DecodeSeq, len(req.Sequences))
+	ids := make([]uint64, len(req.Sequences))
+	need := 0
+	for i, s := range req.Sequences {
+		if len(s) > cfg.NCtx {
+			s = s[len(s)-cfg.NCtx:]
+		}
+		ids[i] = uint64(i)
+		seqs[i] = transformer.DecodeSeq{ID: ids[i], Tokens: s}
+		need += (len(s) + transformer.KVBlockTokens - 1) / transformer.KVBlockTokens
+	}
+	if l.scratch == nil || l.scratch.Stats().Budget < need {
+		l.scratch = transformer.NewDecoder(l.model, max(need, 1))
+	}
+	defer l.scratch.Release(ids...)
+	res, err := l.scratch.Step(seqs, nil, req.ExitThreshold)
+	if err != nil {
+		return accel.DecodeResult{}, wrapModelErr(req.ModelID, err)
+	}
+	out := copyResult(res, cfg.VocabSize)
+	out.CachedTokens = nil
+	return out, nil
+}
+
+// copyResult copies a decoder's step result, whose buffers the next step
+// reuses.
+func copyResult(res transformer.StepResult, V int) accel.DecodeResult {
+	n := len(res.Logits)
 	flat := make([]float32, n*V)
 	out := accel.DecodeResult{
 		Logits:       make([][]float32, n),
@@ -39,7 +72,7 @@ func (e *Engine) cachedDecode(l *loaded, req accel.DecodeRequest) (accel.DecodeR
 		out.Logits[i] = flat[i*V : (i+1)*V : (i+1)*V]
 		copy(out.Logits[i], row)
 	}
-	return out, nil
+	return out
 }
 
 // KVStats describes the KV cache of a loaded model (zero before its first

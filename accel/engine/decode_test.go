@@ -123,6 +123,43 @@ func TestCachedDecodeMatchesRecompute(t *testing.T) {
 	}
 }
 
+// TestEarlyExitWithoutCache: whole sequences with an exit threshold go
+// through a scratch decoder; above 1 nothing exits (the plain logits), a
+// tiny threshold exits every sequence at the first exit layer.
+func TestEarlyExitWithoutCache(t *testing.T) {
+	ctx := context.Background()
+	e := New("cpu", nil)
+	loadCached(t, e, "m")
+	seqs := [][]int32{{1, 2, 3}, make([]int32, 30), {4}} // the second longer than n_ctx
+	plain, err := e.DecodeStep(ctx, accel.DecodeRequest{ModelID: "m", Sequences: seqs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		threshold float32
+		layers    int
+	}{{1.5, 3}, {1e-9, 1}, {1.5, 3}} {
+		res, err := e.DecodeStep(ctx, accel.DecodeRequest{ModelID: "m", Sequences: seqs, ExitThreshold: tc.threshold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.CachedTokens != nil {
+			t.Fatalf("cached tokens %v without cache ids", res.CachedTokens)
+		}
+		for i, l := range res.ExitLayers {
+			if l != tc.layers {
+				t.Fatalf("threshold %v: sequence %d ran %d layers, want %d", tc.threshold, i, l, tc.layers)
+			}
+		}
+		if tc.layers == 3 {
+			closeRows(t, "threshold 1.5 vs plain", res.Logits, plain.Logits, 1e-4)
+		}
+	}
+	if st, _ := e.KVStats("m"); st.Sequences != 0 {
+		t.Fatalf("the scratch decoder touched the model's cache: %+v", st)
+	}
+}
+
 func TestCachedDecodeErrors(t *testing.T) {
 	ctx := context.Background()
 	e := New("cpu", nil)
@@ -137,7 +174,7 @@ func TestCachedDecodeErrors(t *testing.T) {
 		"empty append":             {CacheIDs: []uint64{1}, Sequences: [][]int32{{}}},
 		"beyond n_ctx":             {CacheIDs: []uint64{1}, Sequences: [][]int32{make([]int32, 22)}},
 		"NaN threshold":            {CacheIDs: []uint64{1}, Sequences: [][]int32{{1}}, ExitThreshold: float32(math.NaN())},
-		"exit without cache":       {Sequences: [][]int32{{1}}, ExitThreshold: 0.5},
+		"NaN threshold, no cache":  {Sequences: [][]int32{{1}}, ExitThreshold: float32(math.NaN())},
 	} {
 		t.Run(name, func(t *testing.T) {
 			req.ModelID = "m"

@@ -15,5 +15,7 @@
 // ApplyUpdate changes the weights (which drops every cached sequence, so
 // the next append to an old id starts a new sequence). A step that needs
 // more blocks than are free fails with transformer.ErrKVCacheFull (and
-// accel.ErrInvalidArgument) and changes nothing.
+// accel.ErrInvalidArgument) and changes nothing. A step without cache ids
+// but with an early-exit threshold prefills its sequences in a second,
+// scratch decoder and releases them at once.
 package engine

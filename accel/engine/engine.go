@@ -50,6 +50,9 @@ type loaded struct {
 	accum []float32          // sum of micro-batch gradients since the last update
 	micro int
 	dec   *transformer.Decoder // KV-cached decoding, made on first use
+	// scratch decodes whole sequences with early exit (no cache ids): each
+	// call prefills them under temporary ids and releases them.
+	scratch *transformer.Decoder
 }
 
 // New returns an engine named name that runs on kernels k (nil means
@@ -284,6 +287,9 @@ func (e *Engine) ApplyUpdate(ctx context.Context, req accel.UpdateRequest) (acce
 	if l.dec != nil {
 		l.dec.Reset() // cached keys and values came from the old weights
 	}
+	if l.scratch != nil {
+		l.scratch.Reset()
+	}
 	clear(l.accum)
 	l.micro = 0
 	return accel.UpdateResult{GradNorm: norm, Step: l.opt.StepCount()}, nil
@@ -325,7 +331,7 @@ func (e *Engine) DecodeStep(ctx context.Context, req accel.DecodeRequest) (accel
 			return accel.DecodeResult{}, nil
 		}
 		if req.ExitThreshold != 0 {
-			return accel.DecodeResult{}, invalid("model %q: early exit (threshold %v) needs cache ids", req.ModelID, req.ExitThreshold)
+			return e.exitDecode(l, req)
 		}
 		logits, err := l.model.NextLogits(req.Sequences)
 		if err != nil {
