@@ -27,20 +27,21 @@ type geometry struct {
 	rows []floatKernel
 }
 
-var genericGeometry = geometry{mr: 4, nr: 8, kc: 256, mc: 64, nc: 1024, kern: genericKernel}
+var genericGeometry = geometry{mr: 4, nr: 4, kc: 256, mc: 64, nc: 1024, kern: genericKernel}
 
 // Below this many multiply-adds a product runs on the calling goroutine.
 const parallelMinWork = 1 << 15
 
-// genericKernel is the portable 4×8 microkernel, one row at a time (the
-// Go compiler keeps eight accumulators in registers; more spill).
+// genericKernel is the portable 4×4 microkernel, one row at a time: the
+// Go compiler keeps four accumulators and the operands in registers
+// (more spill to the stack).
 func genericKernel(kc int, a, b, c unsafe.Pointer, ldc int, alpha, beta float32) {
-	const mr, nr = 4, 8
+	const mr, nr = 4, 4
 	ap := unsafe.Slice((*float32)(a), kc*mr)
 	bp := unsafe.Slice((*float32)(b), kc*nr)
 	cp := unsafe.Slice((*float32)(c), (mr-1)*ldc+nr)
 	for r := range mr {
-		var c0, c1, c2, c3, c4, c5, c6, c7 float32
+		var c0, c1, c2, c3 float32
 		for p := range kc {
 			av := ap[p*mr+r]
 			bv := bp[p*nr : p*nr+nr : p*nr+nr]
@@ -48,20 +49,16 @@ func genericKernel(kc int, a, b, c unsafe.Pointer, ldc int, alpha, beta float32)
 			c1 += av * bv[1]
 			c2 += av * bv[2]
 			c3 += av * bv[3]
-			c4 += av * bv[4]
-			c5 += av * bv[5]
-			c6 += av * bv[6]
-			c7 += av * bv[7]
 		}
 		row := cp[r*ldc : r*ldc+nr : r*ldc+nr]
-		acc := [nr]float32{c0, c1, c2, c3, c4, c5, c6, c7}
-		for s := range nr {
-			if beta == 0 {
-				row[s] = alpha * acc[s]
-			} else {
-				row[s] = alpha*acc[s] + beta*row[s]
-			}
+		if beta == 0 {
+			row[0], row[1], row[2], row[3] = alpha*c0, alpha*c1, alpha*c2, alpha*c3
+			continue
 		}
+		row[0] = alpha*c0 + beta*row[0]
+		row[1] = alpha*c1 + beta*row[1]
+		row[2] = alpha*c2 + beta*row[2]
+		row[3] = alpha*c3 + beta*row[3]
 	}
 }
 
@@ -138,6 +135,7 @@ const (
 	kindF32       gemmKind = iota
 	kindBF16Pairs          // bf16 packed as pairs for VDPBF16PS
 	kindBF16Wide           // bf16 widened to float32 while packing
+	kindInt8Wide           // int8 widened to float32 while packing (A not transposed)
 	kindBF16AMX            // bf16 pairs for AMX tiles: A row-major, k padded to 32
 )
 
@@ -154,6 +152,7 @@ type gemmJob struct {
 	alpha, beta    float32
 	a, b           []float32
 	ah, bh         []uint16
+	a8, b8         []int8
 	lda, ldb       int
 	c              []float32
 	ldc            int
@@ -356,6 +355,12 @@ func (j *gemmJob) packA(dst []float32, i0, mc int) {
 					panel[p*mr+r] = widen(j.ah[j.aIndex(i0+ir+r, p0+p)])
 				}
 			}
+		case kindInt8Wide:
+			for r := range rows {
+				for p, v := range j.a8[(i0+ir+r)*j.lda+p0:][:kc] {
+					panel[p*mr+r] = float32(v)
+				}
+			}
 		case kindBF16Pairs:
 			u := f32AsU32(panel)
 			full := kc / 2 // whole pairs; an odd kc leaves one element
@@ -533,6 +538,12 @@ func (j *gemmJob) packB(panel []float32, c0 int) {
 		for p := range kc {
 			for s := range cols {
 				panel[p*nr+s] = widen(j.bh[j.bIndex(p0+p, col+s)])
+			}
+		}
+	case kindInt8Wide:
+		for p := range kc {
+			for s := range cols {
+				panel[p*nr+s] = float32(j.b8[j.bIndex(p0+p, col+s)])
 			}
 		}
 	case kindBF16Pairs, kindBF16AMX:

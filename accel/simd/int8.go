@@ -20,7 +20,9 @@ const MaxInt8K = 1 << 16
 //
 // On AVX-512 VNNI, A is shifted to unsigned (A+128) for VPDPBUSD and the
 // 128·Σₚ B[p,j] this adds is subtracted per column, as oneDNN does; the
-// result is exact up to the final float32 scaling.
+// result is exact up to the final float32 scaling. Without VNNI the
+// operands are widened to float32 and the float32 kernels run: exact
+// for k ≤ 1024, float32 rounding between 1024-slabs beyond.
 func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale []float32, b []int8, ldb int, bScale []float32, c []float32, ldc int) {
 	checkGemm("gemm int8", false, transB, m, n, kk, len(a), lda, len(b), ldb, len(c), ldc)
 	if kk > MaxInt8K {
@@ -42,7 +44,7 @@ func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale 
 	case int8Go:
 		*j = int8Job{}
 		int8Jobs.Put(j)
-		gemmInt8Generic(transB, m, n, kk, a, lda, aScale, b, ldb, bScale, c, ldc)
+		k.gemmInt8Wide(transB, m, n, kk, a, lda, aScale, b, ldb, bScale, c, ldc)
 		return
 	case int8VNNI:
 		j.kern = int8Kernel()
@@ -320,46 +322,42 @@ func (j *int8Job) packB(q int) {
 	}
 }
 
-// gemmInt8Generic is the portable GemmInt8: exact int32 sums, then the
-// scales.
-func gemmInt8Generic(transB bool, m, n, k int, a []int8, lda int, aScale []float32, b []int8, ldb int, bScale []float32, c []float32, ldc int) {
-	accBuf := int32Bufs.get(n)
-	acc := *accBuf
+// int8WideKC is the k slab of the widened INT8 path: float32 sums
+// 1024 products of at most 128·128 = 2¹⁴ exactly (2²⁴ is float32's last
+// exact integer step).
+const int8WideKC = 1024
+
+// gemmInt8Wide is GemmInt8 where there is no VNNI: A and B are widened
+// to float32 while packing and the float32 kernels run (AVX2 or portable
+// Go), then the scales apply. Sums are exact for k ≤ 1024; longer k adds
+// its exact 1024-slabs with float32 rounding.
+func (k *Kernels) gemmInt8Wide(transB bool, m, n, kk int, a []int8, lda int, aScale []float32, b []int8, ldb int, bScale []float32, c []float32, ldc int) {
+	if kk > 0 {
+		j := gemmJobs.Get().(*gemmJob)
+		g := k.f32
+		g.kc = int8WideKC
+		*j = gemmJob{g: g, kind: kindInt8Wide, transB: transB, m: m, n: n, k: kk,
+			alpha: 1, beta: 0, a8: a, b8: b, lda: lda, ldb: ldb, c: c, ldc: ldc}
+		k.runGemm(j)
+		*j = gemmJob{}
+		gemmJobs.Put(j)
+	}
 	for i := range m {
-		clear(acc)
-		arow := a[i*lda : i*lda+k]
-		if transB {
-			for jj := range n {
-				brow := b[jj*ldb : jj*ldb+k]
-				var s int32
-				for p, av := range arow {
-					s += int32(av) * int32(brow[p])
-				}
-				acc[jj] = s
-			}
-		} else {
-			for p, av := range arow {
-				if av == 0 {
-					continue
-				}
-				x := int32(av)
-				brow := b[p*ldb : p*ldb+n]
-				for jj, bv := range brow {
-					acc[jj] += x * int32(bv)
-				}
-			}
-		}
 		as := aScale[0]
 		if len(aScale) > 1 {
 			as = aScale[i]
 		}
-		for jj := range n {
-			bs := bScale[0]
-			if len(bScale) > 1 {
-				bs = bScale[jj]
-			}
-			c[i*ldc+jj] = as * bs * float32(acc[jj])
+		row := c[i*ldc : i*ldc+n]
+		if kk == 0 {
+			clear(row)
+			continue
+		}
+		if len(bScale) == 1 {
+			k.Scale(as*bScale[0], row)
+			continue
+		}
+		for jj := range row {
+			row[jj] *= as * bScale[jj]
 		}
 	}
-	int32Bufs.put(accBuf)
 }

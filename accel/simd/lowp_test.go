@@ -117,8 +117,10 @@ func TestToBF16(t *testing.T) {
 }
 
 // TestGemmInt8 checks the INT8 GEMM against exact int64 sums times the
-// scales in float64. Tolerance: 1e-6·|want| + 1e-6 (the int32 sum is
-// exact; converting it and two float32 products round at ~3·2⁻²⁴).
+// scales in float64. Tolerance: 1e-6·|want| + 1e-6 (the sum is exact;
+// converting it and two float32 products round at ~3·2⁻²⁴), plus, where
+// k spans several 1024-slabs, 2⁻²⁴·Σ|a·b|·scales per extra slab (the
+// widened path without VNNI adds exact slab sums in float32).
 func TestGemmInt8(t *testing.T) {
 	sizes := []int{1, 7, 63, 257}
 	for name, kn := range levels(t) {
@@ -180,7 +182,7 @@ func checkInt8(t *testing.T, kn *Kernels, r *rand.Rand, transB bool, m, n, k, pa
 				}
 				continue
 			}
-			var s int64
+			var s, abs int64
 			for p := range k {
 				var bv int8
 				if transB {
@@ -189,9 +191,12 @@ func checkInt8(t *testing.T, kn *Kernels, r *rand.Rand, transB bool, m, n, k, pa
 					bv = b[p*ldb+j]
 				}
 				s += int64(a[i*lda+p]) * int64(bv)
+				abs += max(int64(a[i*lda+p])*int64(bv), -int64(a[i*lda+p])*int64(bv))
 			}
-			want := float64(s) * float64(as[min(i, len(as)-1)]) * float64(bs[min(j, len(bs)-1)])
-			if d := math.Abs(float64(c[x]) - want); !(d <= 1e-6*math.Abs(want)+1e-6) {
+			scale := float64(as[min(i, len(as)-1)]) * float64(bs[min(j, len(bs)-1)])
+			want := float64(s) * scale
+			slabs := float64((k + int8WideKC - 1) / int8WideKC)
+			if d := math.Abs(float64(c[x]) - want); !(d <= 1e-6*math.Abs(want)+1e-6+(slabs-1)*0x1p-24*float64(abs)*scale) {
 				t.Fatalf("transB=%v m=%d n=%d k=%d: C[%d,%d] = %g, want %g", transB, m, n, k, i, j, c[x], want)
 			}
 		}
