@@ -56,3 +56,26 @@ func BenchmarkLowPrecision(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInt8Decode: a few rows of activations over 4096×4096 weights,
+// packing B on every call (GemmInt8) or once (GemmInt8Packed).
+func BenchmarkInt8Decode(b *testing.B) {
+	const m, n, k = 8, 4096, 4096
+	kn := Must()
+	a, w := make([]int8, m*k), make([]int8, n*k)
+	c := make([]float32, m*n)
+	one := []float32{1}
+	b.Run("GemmInt8", func(b *testing.B) {
+		for b.Loop() {
+			kn.GemmInt8(true, m, n, k, a, k, one, w, k, one, c, n)
+		}
+		b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+	})
+	pw := kn.PackInt8(true, n, k, w, k, one)
+	b.Run("GemmInt8Packed", func(b *testing.B) {
+		for b.Loop() {
+			kn.GemmInt8Packed(m, a, k, one, pw, c, n)
+		}
+		b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+	})
+}

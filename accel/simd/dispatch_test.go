@@ -90,6 +90,8 @@ func TestNoAllocations(t *testing.T) {
 			"bf16":  func() { k.GemmBF16(true, false, n, n, n, 1, h, n, h, n, 1, c, n) },
 			"int8":  func() { k.GemmInt8(false, n, n, n, i8, n, scale, i8, n, scale, c, n) },
 		}
+		w := k.PackInt8(true, n, n, i8, n, scale)
+		calls["int8 packed"] = func() { k.GemmInt8Packed(n, i8, n, scale, w, c, n) }
 		for name, f := range calls {
 			if got := testing.AllocsPerRun(20, f); got != 0 {
 				t.Errorf("%s on %d threads: %v allocations a call", name, th, got)

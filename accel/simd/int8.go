@@ -60,7 +60,8 @@ func (k *Kernels) GemmInt8(transB bool, m, n, kk int, a []int8, lda int, aScale 
 // (k is not blocked: panels of kg groups of four bytes), A per block.
 type int8Job struct {
 	kern               int8Func
-	amx                amxFunc // AMX tiles instead of kern (A as signed rows, k padded to 64)
+	amx                amxFunc      // AMX tiles instead of kern (A as signed rows, k padded to 64)
+	pre                *Int8Weights // B packed already
 	mr, nr             int
 	transB             bool
 	m, n, k            int
@@ -101,10 +102,18 @@ func (j *int8Job) run2(k *Kernels) {
 		j.kg = roundUp(j.kg, 16)
 	}
 	j.panels = ceilDiv(j.n, j.nr)
-	bbuf := byteB.get(j.panels * j.kg * j.nr * 4)
-	cbuf := int32Bufs.get(j.panels * j.nr)
-	sbuf := f32Scales.get(j.panels * j.nr)
-	j.bp, j.comp, j.bs = *bbuf, *cbuf, *sbuf
+	var bbuf *[]byte
+	var cbuf *[]int32
+	var sbuf *[]float32
+	if j.pre == nil {
+		bbuf = byteB.get(j.panels * j.kg * j.nr * 4)
+		cbuf = int32Bufs.get(j.panels * j.nr)
+		sbuf = f32Scales.get(j.panels * j.nr)
+		j.bp, j.comp, j.bs = *bbuf, *cbuf, *sbuf
+		j.packAll(k, threads)
+	} else {
+		j.bp, j.comp, j.bs = j.pre.bp, j.pre.comp, j.pre.bs
+	}
 	j.mBlocks = ceilDiv(j.m, int8MC)
 	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*j.mr*threads {
 		j.mBlocks = roundUp(j.mBlocks, threads)
@@ -117,7 +126,22 @@ func (j *int8Job) run2(k *Kernels) {
 	}
 	j.group = ceilDiv(j.panels, groups)
 	groups = ceilDiv(j.panels, j.group)
+	if threads == 1 {
+		for i := range j.mBlocks * groups {
+			j.run(i)
+		}
+	} else {
+		k.pool.run(j, j.mBlocks*groups)
+	}
+	if j.pre == nil {
+		byteB.put(bbuf)
+		int32Bufs.put(cbuf)
+		f32Scales.put(sbuf)
+	}
+}
 
+// packAll packs every B panel into j.bp, j.comp and j.bs.
+func (j *int8Job) packAll(k *Kernels, threads int) {
 	j.packing = true
 	if threads == 1 {
 		j.chunk = j.panels
@@ -127,16 +151,103 @@ func (j *int8Job) run2(k *Kernels) {
 		k.pool.run(j, ceilDiv(j.panels, j.chunk))
 	}
 	j.packing = false
-	if threads == 1 {
-		for i := range j.mBlocks * groups {
-			j.run(i)
-		}
-	} else {
-		k.pool.run(j, j.mBlocks*groups)
+}
+
+// Int8Weights is B of GemmInt8 packed once (PackInt8), for weights that
+// serve many products: GemmInt8Packed skips the packing that GemmInt8
+// does on every call (for a few rows of activations, most of its time).
+// It is read-only and safe to share.
+type Int8Weights struct {
+	n, k int
+	mode int8Mode
+	bp   []byte    // VNNI or AMX panels
+	comp []int32   // their column sums times 128
+	bs   []float32 // their scales, padded
+	// Without VNNI: the weights as given (row-major k×n, or n×k with
+	// transB), for GemmInt8.
+	raw    []int8
+	transB bool
+	scale  []float32
+}
+
+// N and K are the weights' shape: K inputs, N output channels.
+func (w *Int8Weights) N() int { return w.n }
+func (w *Int8Weights) K() int { return w.k }
+
+// PackInt8 packs B (k×n, or n×k with transB, row stride ldb; bScale one
+// per output channel or one for all) for GemmInt8Packed on kernels of
+// k's INT8 mode. The result keeps no reference to b.
+func (k *Kernels) PackInt8(transB bool, n, kk int, b []int8, ldb int, bScale []float32) *Int8Weights {
+	checkGemm("pack int8", false, transB, 0, n, kk, 0, kk, len(b), ldb, 0, n)
+	if kk > MaxInt8K {
+		panic(fmt.Sprintf("pack int8: k=%d exceeds %d (int32 sums could overflow)", kk, MaxInt8K))
 	}
-	byteB.put(bbuf)
-	int32Bufs.put(cbuf)
-	f32Scales.put(sbuf)
+	if len(bScale) != n && len(bScale) != 1 {
+		panic(fmt.Sprintf("pack int8: %d column scales for n=%d (want n or 1)", len(bScale), n))
+	}
+	w := &Int8Weights{n: n, k: kk, mode: k.int8, transB: transB, scale: append([]float32(nil), bScale...)}
+	if k.int8 == int8Go || n == 0 || kk == 0 {
+		rows, cols := kk, n
+		if transB {
+			rows, cols = n, kk
+		}
+		w.raw = make([]int8, rows*cols)
+		for r := range rows {
+			copy(w.raw[r*cols:(r+1)*cols], b[r*ldb:r*ldb+cols])
+		}
+		w.mode = int8Go
+		return w
+	}
+	j := &int8Job{mr: 14, nr: 32, transB: transB, n: n, k: kk, b: b, ldb: ldb, bScale: bScale}
+	if k.int8 == int8AMX {
+		j.amx, j.mr = k.amxI8, 32
+	}
+	j.kg = ceilDiv(kk, 4)
+	if j.amx != nil {
+		j.kg = roundUp(j.kg, 16)
+	}
+	j.panels = ceilDiv(n, j.nr)
+	w.bp = make([]byte, j.panels*j.kg*j.nr*4)
+	w.comp = make([]int32, j.panels*j.nr)
+	w.bs = make([]float32, j.panels*j.nr)
+	j.bp, j.comp, j.bs = w.bp, w.comp, w.bs
+	j.packAll(k, k.threads)
+	return w
+}
+
+// GemmInt8Packed is GemmInt8 with B packed by PackInt8: C (m×n, stride
+// ldc) = aScale[i]·w's scale[j]·Σₚ A[i,p]·B[p,j] for A m×k (stride lda).
+// It panics when w was packed for another INT8 mode than k's.
+func (k *Kernels) GemmInt8Packed(m int, a []int8, lda int, aScale []float32, w *Int8Weights, c []float32, ldc int) {
+	if w.mode == int8Go {
+		ldb := w.n
+		if w.transB {
+			ldb = w.k
+		}
+		k.GemmInt8(w.transB, m, w.n, w.k, a, lda, aScale, w.raw, ldb, w.scale, c, ldc)
+		return
+	}
+	if w.mode != k.int8 {
+		panic(fmt.Sprintf("gemm int8: weights packed for another kernel (mode %d, these kernels run %d)", w.mode, k.int8))
+	}
+	checkGemm("gemm int8", false, false, m, w.n, w.k, len(a), lda, w.n*w.k, w.n, len(c), ldc)
+	if len(aScale) != m && len(aScale) != 1 {
+		panic(fmt.Sprintf("gemm int8: %d row scales for m=%d (want m or 1)", len(aScale), m))
+	}
+	if m == 0 {
+		return
+	}
+	j := int8Jobs.Get().(*int8Job)
+	*j = int8Job{mr: 14, nr: 32, m: m, n: w.n, k: w.k, a: a, lda: lda, aScale: aScale, c: c, ldc: ldc, pre: w}
+	switch w.mode {
+	case int8VNNI:
+		j.kern = int8Kernel()
+	case int8AMX:
+		j.amx, j.mr = k.amxI8, 32
+	}
+	j.run2(k)
+	*j = int8Job{}
+	int8Jobs.Put(j)
 }
 
 func (j *int8Job) run(i int) {
