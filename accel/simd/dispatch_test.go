@@ -99,3 +99,31 @@ func TestNoAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestRowBlocks: blocks cover the rows once, in order, in whole panels
+// (but the last), their sizes within one panel of each other.
+func TestRowBlocks(t *testing.T) {
+	for _, mr := range []int{4, 6, 14, 32} {
+		for m := 1; m < 300; m += 7 {
+			for blocks := 1; blocks <= (m+mr-1)/mr && blocks < 12; blocks++ {
+				next, lo, hi := 0, m, 0
+				for ib := range blocks {
+					i0, rows := rowBlock(ib, blocks, m, mr)
+					if i0 != next || rows <= 0 || i0%mr != 0 {
+						t.Fatalf("mr=%d m=%d blocks=%d: block %d is [%d, +%d), want it to start at %d", mr, m, blocks, ib, i0, rows, next)
+					}
+					next = i0 + rows
+					if next < m {
+						lo, hi = min(lo, rows), max(hi, rows)
+					}
+				}
+				if next != m {
+					t.Fatalf("mr=%d m=%d blocks=%d: blocks end at %d", mr, m, blocks, next)
+				}
+				if hi > 0 && hi-lo > mr {
+					t.Fatalf("mr=%d m=%d blocks=%d: sizes %d to %d", mr, m, blocks, lo, hi)
+				}
+			}
+		}
+	}
+}

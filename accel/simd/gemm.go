@@ -191,8 +191,8 @@ func (k *Kernels) runGemm(j *gemmJob) {
 	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*g.mr*threads {
 		j.mBlocks = roundUp(j.mBlocks, threads)
 	}
-	j.mc = roundUp(ceilDiv(j.m, j.mBlocks), g.mr)
-	j.mBlocks = ceilDiv(j.m, j.mc)
+	j.mBlocks = min(j.mBlocks, ceilDiv(j.m, g.mr))
+	j.mc = ceilDiv(ceilDiv(j.m, g.mr), j.mBlocks) * g.mr // the largest block
 	j.nGroups = 1
 	if threads > 1 && j.mBlocks < threads {
 		j.nGroups = threads
@@ -244,8 +244,7 @@ func (j *gemmJob) run(i int) {
 	}
 	groups := ceilDiv(panels, j.group)
 	ib, gi := i/groups, i%groups
-	i0 := ib * j.mc
-	mc := min(j.mc, j.m-i0)
+	i0, mc := rowBlock(ib, j.mBlocks, j.m, g.mr)
 	abuf := f32A.get(roundUp(mc, g.mr) * kcu)
 	ap := *abuf
 	j.packA(ap, i0, mc)
@@ -591,6 +590,17 @@ func u16AsU32(x []uint16) []uint32 {
 		return nil
 	}
 	return unsafe.Slice((*uint32)(unsafe.Pointer(&x[0])), len(x)/2)
+}
+
+// rowBlock returns the first row and the row count of block ib of
+// blocks over m rows: whole panels of mr rows shared out as evenly as
+// they go (sizes differ by at most one panel), so that threads finish
+// together.
+func rowBlock(ib, blocks, m, mr int) (i0, rows int) {
+	panels := ceilDiv(m, mr)
+	p0, p1 := ib*panels/blocks, (ib+1)*panels/blocks
+	i0 = p0 * mr
+	return i0, min(p1*mr, m) - i0
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

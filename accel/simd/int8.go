@@ -118,8 +118,8 @@ func (j *int8Job) run2(k *Kernels) {
 	if threads > 1 && j.mBlocks%threads != 0 && j.m >= 2*j.mr*threads {
 		j.mBlocks = roundUp(j.mBlocks, threads)
 	}
-	j.mc = roundUp(ceilDiv(j.m, j.mBlocks), j.mr)
-	j.mBlocks = ceilDiv(j.m, j.mc)
+	j.mBlocks = min(j.mBlocks, ceilDiv(j.m, j.mr))
+	j.mc = ceilDiv(ceilDiv(j.m, j.mr), j.mBlocks) * j.mr // the largest block
 	groups := 1
 	if threads > 1 && j.mBlocks < threads {
 		groups = min(threads, j.panels)
@@ -260,8 +260,7 @@ func (j *int8Job) run(i int) {
 	}
 	groups := ceilDiv(j.panels, j.group)
 	ib, gi := i/groups, i%groups
-	i0 := ib * j.mc
-	mc := min(j.mc, j.m-i0)
+	i0, mc := rowBlock(ib, j.mBlocks, j.m, j.mr)
 	abuf := byteA.get(roundUp(mc, mr) * kg * 4)
 	ap := *abuf
 	if j.amx != nil {
