@@ -688,6 +688,8 @@ func TestConnectError(t *testing.T) {
 		"deadline":              {fmt.Errorf("op: %w", context.DeadlineExceeded), connect.CodeDeadlineExceeded},
 		"not found":             {fmt.Errorf("model %q: %w", "m", bus.ErrNotFound), connect.CodeNotFound},
 		"bus too large":         {fmt.Errorf("x: %w", bus.ErrTooLarge), connect.CodeResourceExhausted},
+		"inference queue full":  {&bus.GenerateError{Code: "resource_exhausted", Message: "queue full"}, connect.CodeResourceExhausted},
+		"inference deadline":    {&bus.GenerateError{Code: "deadline_exceeded", Message: "late"}, connect.CodeDeadlineExceeded},
 		"tensor too large":      {fmt.Errorf("x: %w", tensor.ErrTooLarge), connect.CodeResourceExhausted},
 		"unknown kind":          {bus.ValidKind("bake"), connect.CodeInvalidArgument},
 		"invalid name":          {bus.ValidName("../x"), connect.CodeInvalidArgument},
