@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -288,10 +289,7 @@ func (m *member) live(ctx context.Context) ([]memberInfo, error) {
 		out = append(out, mi)
 	}
 	slices.SortFunc(out, func(a, b memberInfo) int {
-		if a.Joined != b.Joined {
-			return int(a.Joined - b.Joined)
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(cmp.Compare(a.Joined, b.Joined), strings.Compare(a.ID, b.ID))
 	})
 	return out, nil
 }
