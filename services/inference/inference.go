@@ -240,6 +240,7 @@ func (s *Service) Run(ctx context.Context) error {
 	_ = sub.Drain()
 	wg.Wait()
 	s.bg.Wait()
+	s.stopKeepAlives()
 	s.mu.Lock()
 	s.closed = true
 	plugins := s.plugins

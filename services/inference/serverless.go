@@ -103,3 +103,32 @@ func (s *Service) Loaded() map[string]int64 {
 	}
 	return out
 }
+
+// stopKeepAlives stops every route's keep-alive timer (the service is
+// closing its plugins anyway).
+func (s *Service) stopKeepAlives() {
+	s.mu.Lock()
+	models := make([]*served, 0, len(s.models))
+	for _, m := range s.models {
+		models = append(models, m)
+	}
+	s.mu.Unlock()
+	var routes []*route
+	for _, m := range models { // m.mu after s.mu is released: acquire takes them the other way
+		m.mu.Lock()
+		if m.route != nil {
+			routes = append(routes, m.route)
+		}
+		for d := range m.draining {
+			routes = append(routes, d)
+		}
+		m.mu.Unlock()
+	}
+	for _, r := range routes {
+		r.batch.mu.Lock()
+		if r.batch.idle != nil {
+			r.batch.idle.Stop()
+		}
+		r.batch.mu.Unlock()
+	}
+}
