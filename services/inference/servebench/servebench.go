@@ -85,7 +85,7 @@ func newRig(ctx context.Context, o Options, logf func(string, ...any)) (r *rig, 
 	if r.dir, err = os.MkdirTemp("", "llmesh-bench-serve-"); err != nil {
 		return r, err
 	}
-	if r.host, err = accel.NewHost(accel.HostConfig{Command: o.PluginCommand, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+	if r.host, err = accel.NewHost(accel.HostConfig{Command: o.PluginCommand, PluginDir: o.PluginDir, Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		return r, err
 	}
 	logf("training a %d-token BPE tokenizer on the demo corpus ...", o.Vocab)
