@@ -29,6 +29,7 @@ Usage:
   llmesh dataset put NAME PATH | dataset list [--nats URL]      upload a file or a folder of .txt/.md files
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
   llmesh plugins swap <model> <backend> | plugins status [--nats URL]  hot-swap a model's backend; show plugins
+  llmesh filter policy put KEY FILE | policy get KEY | check [--model M] TEXT   manage filter policies, check text
   llmesh bench tokenizer|dataprep [--json] [...]                measure against partners, same run
 
 Run "llmesh <command> -h" for a command's flags.
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDataset(ctx, args[1:], stdout, stderr)
 	case "plugins":
 		err = cmdPlugins(ctx, args[1:], stdout, stderr)
+	case "filter":
+		err = cmdFilter(ctx, args[1:], stdout, stderr)
 	case "plugin":
 		if len(args) != 3 || args[1] != "serve" {
 			err = fmt.Errorf("%w: llmesh plugin serve <backend>", errUsage)

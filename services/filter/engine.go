@@ -101,6 +101,9 @@ func Compile(p *Policy, version uint64) (*Engine, error) {
 				name = l.Builtin
 			}
 		}
+		if name == "" {
+			name = l.Category
+		}
 		for _, ph := range list {
 			prefix := strings.HasSuffix(ph, "*")
 			ph = strings.TrimSpace(strings.TrimSuffix(ph, "*"))
