@@ -2,6 +2,8 @@ package simd
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -78,6 +80,9 @@ func TestParseLevel(t *testing.T) {
 // TestNoAllocations: a warm call allocates nothing, on one thread or
 // two (jobs, packing buffers and pool work items are recycled).
 func TestNoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under the race detector sync.Pool drops items on purpose")
+	}
 	const n = 200
 	a, c := make([]float32, n*n), make([]float32, n*n)
 	h := make([]uint16, n*n)
@@ -124,6 +129,38 @@ func TestRowBlocks(t *testing.T) {
 					t.Fatalf("mr=%d m=%d blocks=%d: sizes %d to %d", mr, m, blocks, lo, hi)
 				}
 			}
+		}
+	}
+}
+
+// TestConcurrentCalls: several goroutines share one Kernels (and its
+// pool) and each gets its own right answer.
+func TestConcurrentCalls(t *testing.T) {
+	k := Must(WithThreads(2))
+	done := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			r := rand.New(rand.NewPCG(31, uint64(g)))
+			const m, n, kk = 45, 70, 90
+			a, b := randF32(r, m*kk), randF32(r, kk*n)
+			want := make([]float32, m*n)
+			Must(WithLevel(Generic), WithThreads(1)).Sgemm(false, false, m, n, kk, 1, a, kk, b, n, 0, want, n)
+			got := make([]float32, m*n)
+			for range 30 {
+				k.Sgemm(false, false, m, n, kk, 1, a, kk, b, n, 0, got, n)
+				for i := range got {
+					if d := got[i] - want[i]; d > 1e-4 || d < -1e-4 {
+						done <- fmt.Errorf("goroutine %d: C[%d] = %g, want %g", g, i, got[i], want[i])
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
