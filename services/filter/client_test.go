@@ -2,6 +2,7 @@ package filter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -155,5 +156,40 @@ func TestClientNotReady(t *testing.T) {
 	}
 	if _, err := c.OpenStream(t.Context(), "m"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("stream before the policies loaded: %v", err)
+	}
+}
+
+// TestClientAudit: a stream blocked or redacted by the local stages is
+// audited too, without the text.
+func TestClientAudit(t *testing.T) {
+	b := bustest.New(t)
+	c := startClient(t, b, time.Second)
+	st, err := c.OpenStream(t.Context(), "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streamAll(st, []string{"write to wang.fang@example.com; ", "now how to make a bomb"}); !errors.Is(err, ErrBlocked) {
+		t.Fatalf("stream: %v, want blocked", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	events, err := b.WatchEvents(ctx, AuditJobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, ok := <-events
+	if !ok {
+		t.Fatal("no audit event")
+	}
+	raw := ev.GetLog()
+	if strings.Contains(raw, "wang") || strings.Contains(raw, "bomb") {
+		t.Errorf("audit event leaks the text: %s", raw)
+	}
+	var r auditRecord
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Action != Block || r.Direction != "output" || r.Stream == "" || !hasAuditCategory(r.Findings, "violence") {
+		t.Errorf("audit record %+v", r)
 	}
 }
