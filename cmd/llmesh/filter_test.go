@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/proto"
 
@@ -213,5 +215,51 @@ func TestFilterLearnedStage(t *testing.T) {
 			t.Fatalf("policy %d with a missing classifier: %v, want unavailable", rev, &rep)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFilterInGeneration: the stack's inference service runs every prompt
+// and every generated piece through the filter under the model's policy
+// from the bucket.
+func TestFilterInGeneration(t *testing.T) {
+	st := startTestStack(t)
+	runTiny(t, st.stack, 10, 10, nil)
+	ctx := t.Context()
+	// Any character but a digit in the output is blocked; the phrase
+	// "forbidden topic" in a prompt too.
+	pol := `{"categories": {"x": {"action": "block"}},
+		"regexes": [{"category": "x", "name": "non-digit", "pattern": "[^0-9\\s]"}],
+		"phrases": [{"category": "x", "phrases": ["forbidden topic"]}]}`
+	if _, err := filter.PutPolicy(ctx, st.bus, "tiny-model", []byte(pol)); err != nil {
+		t.Fatal(err)
+	}
+	generate := func(prompt string) (string, error) {
+		var text string
+		err := st.bus.Generate(ctx, &busv1.GenerateRequest{Model: "tiny-model", Prompt: prompt, MaxTokens: 12}, func(c *busv1.GenerateChunk) error {
+			text += c.Text
+			return nil
+		})
+		return text, err
+	}
+	var ge *bus.GenerateError
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		text, err := generate("1")
+		if errors.As(err, &ge) && ge.Code == "blocked" {
+			for _, r := range text {
+				if !unicode.IsDigit(r) && !unicode.IsSpace(r) {
+					t.Errorf("released %q before the block", text)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("output filter not applied: %q, %v", text, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	text, err := generate("tell me about the F-O-R-B-I-D-D-E-N topic")
+	if !errors.As(err, &ge) || ge.Code != "blocked" || text != "" {
+		t.Errorf("prompt filter: %q, %v; want blocked and nothing", text, err)
 	}
 }
