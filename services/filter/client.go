@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/llmesh/llmesh/bus"
@@ -30,6 +29,29 @@ func (e *unavailableError) ErrorCode() string { return "unavailable" }
 
 func unavailable(format string, args ...any) error {
 	return &unavailableError{fmt.Errorf("%w: "+format, append([]any{ErrUnavailable}, args...)...)}
+}
+
+// inputError is a local check's input error with the code the inference
+// service reports for it.
+type inputError struct {
+	err  error
+	code string
+}
+
+func (e *inputError) Error() string     { return e.err.Error() }
+func (e *inputError) Unwrap() error     { return e.err }
+func (e *inputError) ErrorCode() string { return e.code }
+
+// coded gives the input errors of a local check their codes; other errors
+// (blocks) already have one.
+func coded(err error) error {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return &inputError{err, "resource_exhausted"}
+	case errors.Is(err, ErrInvalidUTF8):
+		return &inputError{err, "invalid_argument"}
+	}
+	return err
 }
 
 // DefaultTimeout bounds one call to the filter service.
@@ -147,9 +169,8 @@ func (c *Client) Check(ctx context.Context, req *busv1.FilterCheckRequest) (*bus
 	defer cancel()
 	m, err := c.b.Conn().RequestWithContext(ctx, bus.FilterCheckSubject, data)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return nil, unavailable("filter.check for model %q: %v", req.Model, err)
-		}
+		// No responders, a timeout, a closed connection: all mean the
+		// service cannot vouch for the text.
 		return nil, unavailable("filter.check for model %q: %v", req.Model, err)
 	}
 	var rep busv1.FilterCheckReply
@@ -215,7 +236,7 @@ func (c *Client) CheckPrompt(ctx context.Context, model, prompt string) (string,
 	}
 	v, err := e.Check(prompt)
 	if err != nil {
-		return "", err
+		return "", coded(err)
 	}
 	if v.Action != Allow {
 		c.audit.emit(auditRecord{Model: model, Direction: "prompt", Action: v.Action, PolicyVersion: e.Version(), Bytes: len(prompt), Findings: auditFindings(v.Findings)})
@@ -303,9 +324,9 @@ func (s *clientStream) Push(text string) (string, error) {
 	}
 	rel, err := s.local.Push(text)
 	if err != nil {
-		s.err = err
+		s.err = coded(err)
 		s.flushAudit()
-		return "", err
+		return "", s.err
 	}
 	if !s.confirm {
 		return rel, nil
@@ -327,8 +348,8 @@ func (s *clientStream) Close() (string, error) {
 	}
 	rel, err := s.local.Close()
 	if err != nil {
-		s.err = err
-		return "", err
+		s.err = coded(err)
+		return "", s.err
 	}
 	if !s.confirm {
 		return rel, nil

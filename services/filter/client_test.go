@@ -159,6 +159,25 @@ func TestClientNotReady(t *testing.T) {
 	}
 }
 
+// TestClientInputErrors: input errors carry the codes inference reports.
+func TestClientInputErrors(t *testing.T) {
+	b := bustest.New(t)
+	c := startClient(t, b, time.Second)
+	_, err := c.CheckPrompt(t.Context(), "m", strings.Repeat("x", DefaultMaxInputBytes+1))
+	var ce interface{ ErrorCode() string }
+	if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ce) || ce.ErrorCode() != "resource_exhausted" {
+		t.Errorf("huge prompt: %v", err)
+	}
+	st, err := c.OpenStream(t.Context(), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Push("ok \xff")
+	if !errors.Is(err, ErrInvalidUTF8) || !errors.As(err, &ce) || ce.ErrorCode() != "invalid_argument" {
+		t.Errorf("invalid UTF-8 output: %v", err)
+	}
+}
+
 // TestClientAudit: a stream blocked or redacted by the local stages is
 // audited too, without the text.
 func TestClientAudit(t *testing.T) {

@@ -30,7 +30,6 @@ type Policies struct {
 	rejected map[string]uint64 // key -> revision of the last rejected value
 	ready    chan struct{}
 	once     sync.Once
-	changed  chan struct{} // closed and replaced on every change (tests)
 }
 
 // NewPolicies makes a policy set over b; log may be nil.
@@ -43,7 +42,7 @@ func NewPolicies(b *bus.Bus, log *slog.Logger) (*Policies, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Policies{b: b, log: log, builtin: e, engines: map[string]*Engine{}, rejected: map[string]uint64{},
-		ready: make(chan struct{}), changed: make(chan struct{})}, nil
+		ready: make(chan struct{})}, nil
 }
 
 // Engine returns the engine for model: its own policy, else the bucket's
@@ -102,11 +101,7 @@ func (p *Policies) Run(ctx context.Context) error {
 func (p *Policies) apply(ent jetstream.KeyValueEntry) {
 	key := ent.Key()
 	p.mu.Lock()
-	defer func() {
-		close(p.changed)
-		p.changed = make(chan struct{})
-		p.mu.Unlock()
-	}()
+	defer p.mu.Unlock()
 	if ent.Operation() != jetstream.KeyValuePut {
 		delete(p.engines, key)
 		p.log.Info("filter policy removed", "key", key, "revision", ent.Revision())
@@ -128,13 +123,6 @@ func (p *Policies) apply(ent jetstream.KeyValueEntry) {
 	}
 	p.engines[key] = e
 	p.log.Info("filter policy loaded", "key", key, "revision", ent.Revision())
-}
-
-// waitChange returns a channel closed at the next change.
-func (p *Policies) waitChange() <-chan struct{} {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.changed
 }
 
 // PutPolicy validates a policy and stores it under key (a model name or

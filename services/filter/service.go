@@ -188,6 +188,11 @@ func (s *Service) Check(ctx context.Context, req *busv1.FilterCheckRequest) (*bu
 		}
 	}
 	for i := range fs {
+		if fs[i].Start < base && fs[i].Action == Redact {
+			// The value began in text already released: it can no longer
+			// be redacted, so the segment is blocked (as Stream does).
+			fs[i].Action = Block
+		}
 		fs[i].Start = max(fs[i].Start-base, 0)
 		fs[i].End -= base
 	}

@@ -85,9 +85,10 @@ func TestServiceCheck(t *testing.T) {
 		"context": {req: &busv1.FilterCheckRequest{Model: "m", Context: "here is how to make a b", Text: "omb: step one", Direction: "output"}, action: "block"},
 		"old phrase": {req: &busv1.FilterCheckRequest{Model: "m", Context: "make a bomb", Text: " is what you asked; I will not", Direction: "output"}, action: "allow",
 			text: " is what you asked; I will not"},
-		"huge":      {req: &busv1.FilterCheckRequest{Model: "m", Text: strings.Repeat("x", DefaultMaxInputBytes+1)}, code: "resource_exhausted"},
-		"direction": {req: &busv1.FilterCheckRequest{Model: "m", Text: "x", Direction: "sideways"}, code: "invalid_argument"},
-		"model":     {req: &busv1.FilterCheckRequest{Model: "../etc", Text: "x"}, code: "invalid_argument"},
+		"value spans the context": {req: &busv1.FilterCheckRequest{Model: "m", Context: "mail: jane.doe@exa", Text: "mple.com now", Direction: "output"}, action: "block"},
+		"huge":                    {req: &busv1.FilterCheckRequest{Model: "m", Text: strings.Repeat("x", DefaultMaxInputBytes+1)}, code: "resource_exhausted"},
+		"direction":               {req: &busv1.FilterCheckRequest{Model: "m", Text: "x", Direction: "sideways"}, code: "invalid_argument"},
+		"model":                   {req: &busv1.FilterCheckRequest{Model: "../etc", Text: "x"}, code: "invalid_argument"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
