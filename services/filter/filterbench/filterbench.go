@@ -38,6 +38,9 @@ type Options struct {
 	Tokens int
 	// Log gets progress lines; nil discards them.
 	Log io.Writer
+	// Round is how long one timing round runs (three rounds, best kept);
+	// 0 means 0.3 s.
+	Round time.Duration
 }
 
 // Run measures and returns the results.
@@ -48,6 +51,10 @@ func Run(ctx context.Context, o Options) ([]benchfmt.Result, error) {
 	if o.Tokens <= 0 {
 		o.Tokens = 20000
 	}
+	if o.Round <= 0 {
+		o.Round = 300 * time.Millisecond
+	}
+	mbps := func(n int, fn func()) float64 { return mbps(n, o.Round, fn) }
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
 			fmt.Fprintf(o.Log, format+"\n", args...)
@@ -125,16 +132,16 @@ func Run(ctx context.Context, o Options) ([]benchfmt.Result, error) {
 }
 
 // mbps runs fn (which processes n bytes) in three rounds of at least
-// 0.3 s and returns the best round's MB/s: on a shared machine the best
+// round and returns the best round's MB/s: on a shared machine the best
 // round is the one least disturbed by other work.
-func mbps(n int, fn func()) float64 {
+func mbps(n int, round time.Duration, fn func()) float64 {
 	runtime.GC()
 	fn() // warm up
 	best := 0.0
 	for range 3 {
 		start := time.Now()
 		runs := 0
-		for time.Since(start) < 300*time.Millisecond || runs == 0 {
+		for time.Since(start) < round || runs == 0 {
 			fn()
 			runs++
 		}
