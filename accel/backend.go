@@ -60,7 +60,21 @@ type OptimizerConfig struct {
 	Eps         float32
 	WeightDecay float32
 	GradClip    float32 // global norm; 0 disables clipping
+	// LabelSmoothing mixes the uniform distribution into the training
+	// targets: 0 disables it; it must be below 1.
+	LabelSmoothing float32
+	// Precision of training: PrecisionFP32 (default, "") or PrecisionBF16
+	// (bf16 operands, fp32 accumulation and master weights). A backend
+	// that cannot train in a precision refuses it with ErrInvalidArgument.
+	Precision string
 }
+
+// Training precisions.
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionBF16 = "bf16"
+	PrecisionFP16 = "fp16"
+)
 
 // DefaultOptimizer is AdamW with the usual GPT settings.
 func DefaultOptimizer() OptimizerConfig {

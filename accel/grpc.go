@@ -115,6 +115,7 @@ func (g *grpcClient) LoadModel(ctx context.Context, req LoadRequest) (LoadResult
 	if o := req.Optimizer; o != nil {
 		pr.Optimizer = &accelv1.OptimizerConfig{
 			Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, GradClip: o.GradClip,
+			LabelSmoothing: o.LabelSmoothing, Precision: o.Precision,
 		}
 	}
 	r, err := g.c.LoadModel(ctx, pr)
@@ -246,6 +247,7 @@ func (s *grpcServer) LoadModel(ctx context.Context, r *accelv1.LoadModelRequest)
 	if o := r.GetOptimizer(); o != nil {
 		req.Optimizer = &OptimizerConfig{
 			Beta1: o.GetBeta1(), Beta2: o.GetBeta2(), Eps: o.GetEps(), WeightDecay: o.GetWeightDecay(), GradClip: o.GetGradClip(),
+			LabelSmoothing: o.GetLabelSmoothing(), Precision: o.GetPrecision(),
 		}
 	}
 	res, err := s.impl.LoadModel(ctx, req)

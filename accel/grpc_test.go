@@ -116,3 +116,46 @@ func TestShimServerGone(t *testing.T) {
 		t.Fatalf("Info after the server stopped: err = %v, want ErrPluginDied", err)
 	}
 }
+
+// recorder keeps the last requests it was given.
+type recorder struct {
+	accel.Backend
+	load   accel.LoadRequest
+	decode accel.DecodeRequest
+}
+
+func (r *recorder) LoadModel(_ context.Context, req accel.LoadRequest) (accel.LoadResult, error) {
+	r.load = req
+	return accel.LoadResult{Parameters: 7, Step: 3}, nil
+}
+
+func (r *recorder) DecodeStep(_ context.Context, req accel.DecodeRequest) (accel.DecodeResult, error) {
+	r.decode = req
+	return accel.DecodeResult{Logits: [][]float32{{1, 2}}, CachedTokens: []int{5}, ExitLayers: []int{2}}, nil
+}
+
+// Every field of the load and decode requests crosses the gRPC boundary.
+func TestShimCarriesEveryField(t *testing.T) {
+	rec := &recorder{Backend: acceltest.NewBigram()}
+	b, _ := shim(t, rec)
+	ctx := t.Context()
+	opt := accel.OptimizerConfig{Beta1: 0.8, Beta2: 0.9, Eps: 1e-6, WeightDecay: 0.05, GradClip: 2, LabelSmoothing: 0.1, Precision: accel.PrecisionBF16}
+	load := accel.LoadRequest{ModelID: "m", ConfigJSON: []byte("{}"), Weights: []byte{1, 2}, Seed: 9, Optimizer: &opt}
+	if res, err := b.LoadModel(ctx, load); err != nil || res.Parameters != 7 || res.Step != 3 {
+		t.Fatalf("LoadModel = %+v, %v", res, err)
+	}
+	if got := rec.load; got.ModelID != "m" || got.Seed != 9 || got.Optimizer == nil || *got.Optimizer != opt {
+		t.Errorf("plugin got %+v (optimizer %+v), want %+v", got, got.Optimizer, opt)
+	}
+	dec := accel.DecodeRequest{ModelID: "m", Sequences: [][]int32{{1, 2, 3}}, CacheIDs: []uint64{42}, Release: []uint64{7, 8}, ExitThreshold: 0.9}
+	res, err := b.DecodeStep(ctx, dec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.decode; got.ModelID != "m" || len(got.CacheIDs) != 1 || got.CacheIDs[0] != 42 || len(got.Release) != 2 || got.ExitThreshold != 0.9 {
+		t.Errorf("plugin got %+v, want %+v", got, dec)
+	}
+	if len(res.CachedTokens) != 1 || res.CachedTokens[0] != 5 || len(res.ExitLayers) != 1 || res.ExitLayers[0] != 2 {
+		t.Errorf("DecodeStep = %+v", res)
+	}
+}

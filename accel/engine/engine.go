@@ -164,6 +164,18 @@ func (e *Engine) LoadModel(ctx context.Context, req accel.LoadRequest) (accel.Lo
 		if err := checkOptimizer(*o); err != nil {
 			return accel.LoadResult{}, fmt.Errorf("%w (model %q)", err, req.ModelID)
 		}
+		if err := l.model.SetLabelSmoothing(o.LabelSmoothing); err != nil {
+			return accel.LoadResult{}, fmt.Errorf("%w: %v (model %q)", accel.ErrInvalidArgument, err, req.ModelID)
+		}
+		switch o.Precision {
+		case "", accel.PrecisionFP32:
+		case accel.PrecisionBF16:
+			l.model.SetBF16(true)
+		case accel.PrecisionFP16:
+			return accel.LoadResult{}, fmt.Errorf("%w: precision fp16 (with dynamic loss scaling) is for the cuda backend; this backend trains in fp32 or bf16 (model %q)", accel.ErrInvalidArgument, req.ModelID)
+		default:
+			return accel.LoadResult{}, fmt.Errorf("%w: precision %q is not fp32, bf16 or fp16 (model %q)", accel.ErrInvalidArgument, o.Precision, req.ModelID)
+		}
 		l.opt = transformer.NewAdamW(transformer.AdamWConfig{
 			Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, GradClip: o.GradClip,
 		}, l.model)

@@ -216,7 +216,7 @@ func (m *member) fingerprint() string {
 	sp := m.spec
 	js, _ := json.Marshal([]any{compactJSON(sp.Config), m.tokRef, sp.TrainRefs, sp.ValRef, sp.Seed, sp.Steps, sp.Batch, sp.SeqLen,
 		sp.GradAccum, sp.LR, sp.MinLR, sp.Warmup, sp.WeightDecay, sp.GradClip, sp.Schedule, sp.SGDRPeriod, sp.SGDRMult, sp.EvalEvery,
-		sp.EvalBatches, sp.CheckpointEvery, sp.Patience, sp.Model})
+		sp.EvalBatches, sp.CheckpointEvery, sp.Patience, sp.Model, sp.LabelSmoothing, sp.Precision})
 	return hashHex(js)
 }
 
@@ -528,7 +528,8 @@ func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
 // it has one, and returns the step to start at.
 func (m *member) load(ctx context.Context, p planInfo) (int, error) {
 	req := accel.LoadRequest{ModelID: m.job, ConfigJSON: m.spec.Config, Seed: m.spec.Seed,
-		Optimizer: &accel.OptimizerConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: float32(m.spec.WeightDecay), GradClip: float32(m.spec.GradClip)}}
+		Optimizer: &accel.OptimizerConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: float32(m.spec.WeightDecay), GradClip: float32(m.spec.GradClip),
+			LabelSmoothing: float32(m.spec.LabelSmoothing), Precision: m.spec.Precision}}
 	step := 0
 	m.best, m.badEvals = math.Inf(1), 0
 	if p.Checkpoint != "" {

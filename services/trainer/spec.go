@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/llmesh/llmesh/accel"
+
 	"github.com/llmesh/llmesh/accel/transformer"
 	"github.com/llmesh/llmesh/bus"
 )
@@ -27,19 +29,25 @@ type Spec struct {
 	// Backend is the accelerator plugin to train on.
 	Backend string `json:"backend,omitempty"`
 
-	Steps           int     `json:"steps,omitempty"`
-	Batch           int     `json:"batch,omitempty"`
-	SeqLen          int     `json:"seq_len,omitempty"`
-	LR              float64 `json:"lr,omitempty"`
-	MinLR           float64 `json:"min_lr,omitempty"`
-	Warmup          int     `json:"warmup,omitempty"`
-	WeightDecay     float64 `json:"weight_decay,omitempty"`
-	GradClip        float64 `json:"grad_clip,omitempty"`
-	EvalEvery       int     `json:"eval_every,omitempty"`
-	EvalBatches     int     `json:"eval_batches,omitempty"`
-	CheckpointEvery int     `json:"checkpoint_every,omitempty"`
-	LogEvery        int     `json:"log_every,omitempty"`
-	Seed            uint64  `json:"seed,omitempty"`
+	Steps       int     `json:"steps,omitempty"`
+	Batch       int     `json:"batch,omitempty"`
+	SeqLen      int     `json:"seq_len,omitempty"`
+	LR          float64 `json:"lr,omitempty"`
+	MinLR       float64 `json:"min_lr,omitempty"`
+	Warmup      int     `json:"warmup,omitempty"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+	GradClip    float64 `json:"grad_clip,omitempty"`
+	// LabelSmoothing in [0, 1) mixes the uniform distribution into the
+	// training targets.
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	// Precision is "fp32" (default) or "bf16" mixed precision (fp32 master
+	// weights); "fp16" needs a backend with loss scaling (cuda).
+	Precision       string `json:"precision,omitempty"`
+	EvalEvery       int    `json:"eval_every,omitempty"`
+	EvalBatches     int    `json:"eval_batches,omitempty"`
+	CheckpointEvery int    `json:"checkpoint_every,omitempty"`
+	LogEvery        int    `json:"log_every,omitempty"`
+	Seed            uint64 `json:"seed,omitempty"`
 	// MaxRestarts bounds how often a dead plugin is restarted in one job
 	// (with shards: how often the ring is re-formed after a failure).
 	MaxRestarts int `json:"max_restarts,omitempty"`
@@ -156,6 +164,14 @@ func (s *Spec) Validate() error {
 	}
 	if err := s.validateShards(); err != nil {
 		return err
+	}
+	if !(s.LabelSmoothing >= 0 && s.LabelSmoothing < 1) {
+		return fmt.Errorf("label_smoothing %g out of range [0, 1)", s.LabelSmoothing)
+	}
+	switch s.Precision {
+	case "", accel.PrecisionFP32, accel.PrecisionBF16, accel.PrecisionFP16:
+	default:
+		return fmt.Errorf("precision %q is not fp32, bf16 or fp16", s.Precision)
 	}
 	if s.LR <= 0 || s.LR > 1 || s.MinLR < 0 || s.MinLR > s.LR || s.WeightDecay < 0 || s.GradClip < 0 {
 		return fmt.Errorf("lr %g, min_lr %g, weight_decay %g or grad_clip %g out of range", s.LR, s.MinLR, s.WeightDecay, s.GradClip)

@@ -295,7 +295,8 @@ func (r *run) load(ctx context.Context) error {
 		ConfigJSON: r.spec.Config,
 		Seed:       r.spec.Seed,
 		Optimizer: &accel.OptimizerConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
-			WeightDecay: float32(r.spec.WeightDecay), GradClip: float32(r.spec.GradClip)},
+			WeightDecay: float32(r.spec.WeightDecay), GradClip: float32(r.spec.GradClip),
+			LabelSmoothing: float32(r.spec.LabelSmoothing), Precision: r.spec.Precision},
 	}
 	if r.ckpt.ref != "" {
 		w, err := r.s.bus.GetObject(ctx, r.ckpt.ref)

@@ -155,7 +155,13 @@ type OptimizerConfig struct {
 	Eps         float32                `protobuf:"fixed32,3,opt,name=eps,proto3" json:"eps,omitempty"`
 	WeightDecay float32                `protobuf:"fixed32,4,opt,name=weight_decay,json=weightDecay,proto3" json:"weight_decay,omitempty"`
 	// grad_clip clips the global gradient norm; 0 disables clipping.
-	GradClip      float32 `protobuf:"fixed32,5,opt,name=grad_clip,json=gradClip,proto3" json:"grad_clip,omitempty"`
+	GradClip float32 `protobuf:"fixed32,5,opt,name=grad_clip,json=gradClip,proto3" json:"grad_clip,omitempty"`
+	// label_smoothing mixes the uniform distribution into the targets of
+	// the training loss (0 disables it; below 1).
+	LabelSmoothing float32 `protobuf:"fixed32,6,opt,name=label_smoothing,json=labelSmoothing,proto3" json:"label_smoothing,omitempty"`
+	// precision is "fp32" (default) or "bf16": bf16 operands with fp32
+	// accumulation, fp32 master weights, gradients and optimizer state.
+	Precision     string `protobuf:"bytes,7,opt,name=precision,proto3" json:"precision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +229,20 @@ func (x *OptimizerConfig) GetGradClip() float32 {
 		return x.GradClip
 	}
 	return 0
+}
+
+func (x *OptimizerConfig) GetLabelSmoothing() float32 {
+	if x != nil {
+		return x.LabelSmoothing
+	}
+	return 0
+}
+
+func (x *OptimizerConfig) GetPrecision() string {
+	if x != nil {
+		return x.Precision
+	}
+	return ""
 }
 
 type LoadModelRequest struct {
@@ -1177,13 +1197,15 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x1a\n" +
 	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x12\x12\n" +
 	"\x04stub\x18\x05 \x01(\bR\x04stub\x12)\n" +
-	"\x10protocol_version\x18\x06 \x01(\rR\x0fprotocolVersion\"\x8f\x01\n" +
+	"\x10protocol_version\x18\x06 \x01(\rR\x0fprotocolVersion\"\xd6\x01\n" +
 	"\x0fOptimizerConfig\x12\x14\n" +
 	"\x05beta1\x18\x01 \x01(\x02R\x05beta1\x12\x14\n" +
 	"\x05beta2\x18\x02 \x01(\x02R\x05beta2\x12\x10\n" +
 	"\x03eps\x18\x03 \x01(\x02R\x03eps\x12!\n" +
 	"\fweight_decay\x18\x04 \x01(\x02R\vweightDecay\x12\x1b\n" +
-	"\tgrad_clip\x18\x05 \x01(\x02R\bgradClip\"\xbc\x01\n" +
+	"\tgrad_clip\x18\x05 \x01(\x02R\bgradClip\x12'\n" +
+	"\x0flabel_smoothing\x18\x06 \x01(\x02R\x0elabelSmoothing\x12\x1c\n" +
+	"\tprecision\x18\a \x01(\tR\tprecision\"\xbc\x01\n" +
 	"\x10LoadModelRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
