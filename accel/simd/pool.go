@@ -1,6 +1,7 @@
 package simd
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -28,9 +29,10 @@ func (j *parJob) work() {
 
 // pool is a fixed set of helper goroutines started once; run splits a
 // task across them and the caller. Jobs are recycled, so a call does not
-// allocate once warm. Handing a job to a helper waits until one is free
-// (back-to-back calls must not lose a helper that is a moment late); this
-// cannot deadlock because no task of this package calls run itself.
+// allocate once warm. A helper busy with another call is not waited for
+// (the caller does the pieces nobody takes, so nothing can deadlock), but
+// one that is a moment from ready — it just finished the previous call —
+// is given a few yields to arrive.
 type pool struct {
 	helpers int
 	ch      chan *parJob
@@ -70,6 +72,23 @@ func newPool(threads int) *pool {
 	return p
 }
 
+// offer hands j to an idle helper, yielding a little for one that is
+// about to be idle; false when none comes.
+func (p *pool) offer(j *parJob) bool {
+	for range offerYields {
+		select {
+		case p.ch <- j:
+			return true
+		default:
+		}
+		runtime.Gosched()
+	}
+	return false
+}
+
+// offerYields bounds the wait for a helper: a few microseconds.
+const offerYields = 64
+
 // run calls t.run(i) for every i in [0, n), in parallel where it can.
 func (p *pool) run(t task, n int) {
 	if n <= 0 {
@@ -86,7 +105,10 @@ func (p *pool) run(t task, n int) {
 	j.next.Store(0)
 	for h := 0; h < p.helpers && h < n-1; h++ {
 		j.wg.Add(1)
-		p.ch <- j
+		if !p.offer(j) {
+			j.wg.Done()
+			break
+		}
 	}
 	j.work()
 	j.wg.Wait()
