@@ -187,6 +187,9 @@ func trainStepTorch(ctx context.Context, script string, vocab, nctx, embd, layer
 			return 0, 0, "", errors.New("bench/torch/train_step.py not found from the working directory (pass --torch-script)")
 		}
 	}
+	if _, err := os.Stat(script); err != nil {
+		return 0, 0, "", fmt.Errorf("pytorch partner: %v", err)
+	}
 	if err := exec.CommandContext(ctx, trainStepPython, "-c", "import torch").Run(); err != nil {
 		return 0, 0, "", fmt.Errorf("%s cannot import torch (apt-get install python3-torch): %v", trainStepPython, err)
 	}
