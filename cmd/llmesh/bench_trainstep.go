@@ -57,7 +57,7 @@ func benchTrainStep(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	// Before the model's worker pool starts: it is sized from GOMAXPROCS.
-	runtime.GOMAXPROCS(*threads)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*threads))
 	kernels, kname, err := trainStepKernels(*threads, *level)
 	if err != nil {
 		return err
