@@ -39,6 +39,9 @@ type Config struct {
 	// MaxUpload bounds a dataset upload in bytes.
 	MaxUpload int64
 	Logger    *slog.Logger
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// exposition), behind the token like every API route.
+	Metrics http.Handler
 }
 
 // Validate checks the config and fills in defaults.
@@ -89,6 +92,9 @@ func (g *Gateway) Handler() http.Handler {
 	api.Handle(apiv1connect.NewModelServiceHandler(&models{g}, opts...))
 	api.Handle(apiv1connect.NewInferenceServiceHandler(&inference{g}, opts...))
 	g.httpRoutes(api)
+	if g.cfg.Metrics != nil {
+		api.Handle("GET /metrics", g.cfg.Metrics)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

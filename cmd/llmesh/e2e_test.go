@@ -120,9 +120,12 @@ func TestPipelineEndToEnd(t *testing.T) {
 
 	// The gateway: the token is required everywhere but health.
 	hc := http.DefaultClient
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/llmesh.api.v1.ModelService/ListModels": 401} {
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/llmesh.api.v1.ModelService/ListModels": 401, "/metrics": 401} {
 		resp, err := hc.Post(st.addr+path, "application/json", strings.NewReader("{}"))
 		if path != "/llmesh.api.v1.ModelService/ListModels" {
+			if err == nil {
+				resp.Body.Close()
+			}
 			resp, err = hc.Get(st.addr + path)
 		}
 		if err != nil {
@@ -132,6 +135,19 @@ func TestPipelineEndToEnd(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("%s without token: status %d, want %d", path, resp.StatusCode, want)
 		}
+	}
+	// The trainer's metrics, Prometheus text, behind the token.
+	mreq, _ := http.NewRequest("GET", st.addr+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+st.token)
+	if resp, err := hc.Do(mreq); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Errorf("/metrics: status %d, type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		t.Logf("/metrics:\n%s", body)
 	}
 	auth := connect.WithInterceptors(bearer(st.token))
 	models := apiv1connect.NewModelServiceClient(hc, st.addr, auth)

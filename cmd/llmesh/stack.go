@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/bus"
@@ -51,6 +53,18 @@ type stack struct {
 	wg     sync.WaitGroup
 	errc   chan error
 	cancel context.CancelFunc
+
+	metrics atomic.Pointer[http.Handler] // the trainer's, once it runs here
+}
+
+// serveMetrics serves the metrics of the services this stack runs (the
+// trainer's), or 404 when none of them has any.
+func (st *stack) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if h := st.metrics.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "no metrics: this process runs no trainer", http.StatusNotFound)
 }
 
 func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
@@ -123,6 +137,10 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 		// Data-parallel jobs write TensorBoard event files under the data
 		// folder: tensorboard --logdir <data>/tensorboard.
 		s, err := trainer.New(trainer.Config{Bus: b, Host: st.host, Logger: log, TensorBoardDir: filepath.Join(cfg.DataDir, "tensorboard")})
+		if err == nil {
+			h := s.MetricsHandler()
+			st.metrics.Store(&h)
+		}
 		return runOf(s, err)
 	case "filter":
 		// The learned stage runs classifiers the trainer made, in a
@@ -162,7 +180,7 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 		if err != nil {
 			return nil, err
 		}
-		g, err := gateway.New(gateway.Config{Bus: b, Addr: cfg.Addr, Token: token, Logger: log})
+		g, err := gateway.New(gateway.Config{Bus: b, Addr: cfg.Addr, Token: token, Logger: log, Metrics: http.HandlerFunc(st.serveMetrics)})
 		if err != nil {
 			return nil, err
 		}

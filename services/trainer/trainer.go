@@ -135,6 +135,7 @@ type run struct {
 	ckpt    checkpoint
 	params  uint64
 	tokRef  string // the tokenizer's object ref, resolved before training
+	rep     *reporter
 }
 
 func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
@@ -146,6 +147,12 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 		return s.handleDistributed(ctx, job)
 	}
 	var err error
+	// Metrics go to the job's events, TensorBoard and the Prometheus
+	// gauges, as for data-parallel jobs.
+	if r.rep, err = s.newReporter(job.ID, job.Emitter); err != nil {
+		return nil, err
+	}
+	defer r.rep.close()
 	if r.tokRef, r.train, r.val, err = s.prepare(ctx, &r.spec); err != nil {
 		return nil, err
 	}
@@ -480,10 +487,11 @@ func (r *run) run(ctx context.Context) ([]byte, error) {
 		if step%sp.LogEvery == 0 || step == sp.Steps {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
 			windowStart, windowTokens = time.Now(), 0
-			r.job.Metric("loss", ts.Loss, int64(step))
-			r.job.Metric("lr", float64(lr), int64(step))
-			r.job.Metric("grad_norm", up.GradNorm, int64(step))
-			r.job.Metric("tokens_per_sec", tps, int64(step))
+			r.rep.metric("loss", ts.Loss, step)
+			r.rep.metric("lr", float64(lr), step)
+			r.rep.metric("grad_norm", up.GradNorm, step)
+			r.rep.metric("tokens_per_sec", tps, step)
+			r.rep.flush()
 			r.job.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s", ts.Loss, tps))
 		}
 		if step%sp.EvalEvery == 0 && step != sp.Steps {
@@ -494,7 +502,7 @@ func (r *run) run(ctx context.Context) ([]byte, error) {
 				}
 				continue
 			}
-			r.job.Metric("val_loss", vl, int64(step))
+			r.rep.metric("val_loss", vl, step)
 		}
 		if step%sp.CheckpointEvery == 0 && step != sp.Steps {
 			if err := r.save(ctx, step); err != nil {
@@ -508,7 +516,7 @@ func (r *run) run(ctx context.Context) ([]byte, error) {
 	res.Seconds = time.Since(start).Seconds()
 	res.TokensPerSec = float64(res.Tokens) / res.Seconds
 	res.FinalTrainLoss = trainLoss
-	r.job.Metric("val_loss", final, int64(sp.Steps))
+	r.rep.metric("val_loss", final, sp.Steps)
 	res.FinalLoss, res.Checkpoint = final, r.ckpt.ref
 
 	rec := &busv1.ModelRecord{
