@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,12 +34,13 @@ var benchAreas = map[string]func(ctx context.Context, args []string, stdout, std
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	areas := slices.Sorted(maps.Keys(benchAreas))
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: bench <area> (areas: tokenizer, dataprep)", errUsage)
+		return fmt.Errorf("%w: bench <area> (areas: %s)", errUsage, strings.Join(areas, ", "))
 	}
 	f, ok := benchAreas[args[0]]
 	if !ok {
-		return fmt.Errorf("%w: unknown bench area %q (areas: tokenizer, dataprep)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown bench area %q (areas: %s)", errUsage, args[0], strings.Join(areas, ", "))
 	}
 	return f(ctx, args[1:], stdout, stderr)
 }
