@@ -20,7 +20,11 @@ func connectError(err error) error {
 	switch {
 	case errors.As(err, &ge):
 		var code connect.Code
-		if code.UnmarshalText([]byte(ge.Code)) != nil {
+		switch {
+		case ge.Code == "blocked":
+			// The filter refused the prompt or stopped the output.
+			code = connect.CodePermissionDenied
+		case code.UnmarshalText([]byte(ge.Code)) != nil:
 			code = connect.CodeInternal
 		}
 		return connect.NewError(code, err)

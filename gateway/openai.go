@@ -74,7 +74,8 @@ import (
 // with the status the gateway gives the same error elsewhere: an unknown
 // model is 404 with code "model_not_found", an inference error maps by its
 // code (invalid_argument 400, not_found 404, resource_exhausted 429 with
-// Retry-After, unavailable 503, others 500), no inference service is 503.
+// Retry-After, blocked by the filter 403 with code content_filter,
+// unavailable 503, others 500), no inference service is 503.
 // An error after a stream started is sent as one data event holding that
 // error object, without [DONE]. A missing or wrong token is the gateway's
 // usual 401.
@@ -129,6 +130,10 @@ func toOpenAIError(err error) *openaiError {
 		if errors.As(err, &ge) && ge.RetryAfter > time.Second {
 			out.retryAfterS = int((ge.RetryAfter + time.Second - 1) / time.Second)
 		}
+	case connect.CodePermissionDenied:
+		// A content-filter block (OpenAI says content_filter where its
+		// own moderation stops a reply).
+		out.status, out.code = http.StatusForbidden, "content_filter"
 	case connect.CodeUnavailable:
 		out.status = http.StatusServiceUnavailable
 	case connect.CodeDeadlineExceeded:
