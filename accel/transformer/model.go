@@ -184,9 +184,11 @@ func (m *Model) ForwardBackward(inputs, targets []int32, B, T int) (float64, err
 	return loss, nil
 }
 
-// Loss returns the training loss of the batch (see Model) without touching
-// the gradients.
-func (m *Model) Loss(inputs, targets []int32, B, T int) (float64, error) {
+// Objective returns the training objective of the batch — the final
+// head's cross-entropy with the model's label smoothing, plus the mean of
+// the exit heads' — without touching the gradients: what ForwardBackward
+// differentiates (the gradient checks compare against it).
+func (m *Model) Objective(inputs, targets []int32, B, T int) (float64, error) {
 	if err := m.checkBatch(inputs, targets, B, T); err != nil {
 		return 0, err
 	}
@@ -196,6 +198,22 @@ func (m *Model) Loss(inputs, targets []int32, B, T int) (float64, error) {
 	for e, l := range m.cfg.ExitLayers {
 		loss += m.exitHead(e, l, targets)
 	}
+	return loss, nil
+}
+
+// Loss returns the mean cross-entropy of the final head on the batch — the
+// validation loss, whose exponential is the perplexity: no label smoothing
+// and no exit heads, whatever training uses. Gradients are not touched.
+func (m *Model) Loss(inputs, targets []int32, B, T int) (float64, error) {
+	if err := m.checkBatch(inputs, targets, B, T); err != nil {
+		return 0, err
+	}
+	m.train = false
+	m.forward(inputs, B, T)
+	eps := m.labelSmoothing
+	m.labelSmoothing = 0
+	loss := m.headLoss(m.a.lnf, targets, 1)
+	m.labelSmoothing = eps
 	return loss, nil
 }
 

@@ -104,7 +104,7 @@ func gradCheck(t *testing.T, cfg Config, kern Kernels, smooth float32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l2, _ := m.Loss(in, tg, B, T); math.Abs(l2-loss) > 1e-5*math.Abs(loss) {
+	if l2, _ := m.Objective(in, tg, B, T); math.Abs(l2-loss) > 1e-5*math.Abs(loss) {
 		t.Fatalf("ForwardBackward loss %v, Loss %v", loss, l2)
 	}
 	grads := append([]float32(nil), m.Grads()...)
@@ -114,9 +114,9 @@ func gradCheck(t *testing.T, cfg Config, kern Kernels, smooth float32) {
 			i := r.IntN(p.Size())
 			orig := p.Data[i]
 			p.Data[i] = orig + h
-			lp, _ := m.Loss(in, tg, B, T)
+			lp, _ := m.Objective(in, tg, B, T)
 			p.Data[i] = orig - h
-			lm, _ := m.Loss(in, tg, B, T)
+			lm, _ := m.Objective(in, tg, B, T)
 			p.Data[i] = orig
 			num := (lp - lm) / (2 * h)
 			ana := float64(grads[p.Offset+i])
@@ -250,5 +250,33 @@ func benchTrainStep(b *testing.B, cfg Config, B int) {
 			}
 			b.ReportMetric(float64(B*T)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// Loss is the validation loss: label smoothing and exit heads shape the
+// training objective only.
+func TestLossIsPlainCrossEntropy(t *testing.T) {
+	cfg := Config{VocabSize: 11, NCtx: 6, NEmbd: 8, NLayer: 2, NHead: 2, ExitLayers: []int{1}}
+	m := New(cfg, PortableKernels(), 3)
+	in := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1}
+	tg := []int32{2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1, 2}
+	plain, err := m.Loss(in, tg, 2, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := m.Objective(in, tg, 2, 6)
+	if err := m.SetLabelSmoothing(0.2); err != nil {
+		t.Fatal(err)
+	}
+	smoothed, _ := m.Loss(in, tg, 2, 6)
+	objSmoothed, _ := m.Objective(in, tg, 2, 6)
+	if smoothed != plain {
+		t.Errorf("Loss with label smoothing %v, without %v: want the same", smoothed, plain)
+	}
+	if obj == plain || objSmoothed == obj {
+		t.Errorf("Objective %v (smoothed %v) should add the exit head and the smoothing to %v", obj, objSmoothed, plain)
+	}
+	if m.LabelSmoothing() != 0.2 {
+		t.Errorf("Loss changed the label smoothing to %v", m.LabelSmoothing())
 	}
 }
