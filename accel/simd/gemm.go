@@ -166,6 +166,8 @@ type gemmJob struct {
 	chunk          int       // B panels per packing piece
 	mc, mBlocks    int
 	nGroups, group int // C columns of a slab split in nGroups; panels per group
+	packed         *PackedB // B packed beforehand: no packing phase
+	slab           int      // the packed slab in use
 }
 
 var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
@@ -197,8 +199,12 @@ func (k *Kernels) runGemm(j *gemmJob) {
 	if threads > 1 && j.mBlocks < threads {
 		j.nGroups = threads
 	}
-	bbuf := f32B.get(g.kc * roundUp(min(g.nc, j.n), g.nr))
-	j.bp = *bbuf
+	var bbuf *[]float32
+	if j.packed == nil {
+		bbuf = f32B.get(g.kc * roundUp(min(g.nc, j.n), g.nr))
+		j.bp = *bbuf
+	}
+	j.slab = 0
 	for j.jc = 0; j.jc < j.n; j.jc += g.nc {
 		j.nc = min(g.nc, j.n-j.jc)
 		panels := ceilDiv(j.nc, g.nr)
@@ -208,13 +214,18 @@ func (k *Kernels) runGemm(j *gemmJob) {
 			if j.pc > 0 {
 				j.betaNow = 1
 			}
-			j.packing = true
-			if threads == 1 {
-				j.chunk = panels
-				j.run(0)
+			if j.packed != nil {
+				j.bp = j.packed.slabs[j.slab]
+				j.slab++
 			} else {
-				j.chunk = ceilDiv(panels, 4*threads)
-				k.pool.run(j, ceilDiv(panels, j.chunk))
+				j.packing = true
+				if threads == 1 {
+					j.chunk = panels
+					j.run(0)
+				} else {
+					j.chunk = ceilDiv(panels, 4*threads)
+					k.pool.run(j, ceilDiv(panels, j.chunk))
+				}
 			}
 			j.packing = false
 			groups := min(j.nGroups, panels)
@@ -229,7 +240,9 @@ func (k *Kernels) runGemm(j *gemmJob) {
 			}
 		}
 	}
-	f32B.put(bbuf)
+	if bbuf != nil {
+		f32B.put(bbuf)
+	}
 }
 
 func (j *gemmJob) run(i int) {

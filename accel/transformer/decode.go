@@ -3,6 +3,8 @@ package transformer
 import (
 	"fmt"
 	"math"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 // MaxStepTokens bounds the new tokens of one decode step (all sequences
@@ -97,6 +99,8 @@ type Decoder struct {
 	vk                          VectorKernels
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
+	// wP holds the weights packed for the kernels' GEMM (see packed).
+	wP map[packedKey]*simd.PackedB
 }
 
 type seqPlan struct {
@@ -180,6 +184,7 @@ func (d *Decoder) Release(ids ...uint64) {
 func (d *Decoder) Reset() {
 	d.cache.reset()
 	d.wT = nil
+	d.wP = nil
 }
 
 // maxPos is the first position a sequence may not reach (0: no limit).

@@ -1,5 +1,7 @@
 package transformer
 
+import "github.com/llmesh/llmesh/accel/simd"
+
 // Decoding multiplies a few rows (one per sequence decoding) by each
 // weight matrix. A packed GEMM copies the whole weight matrix into panels
 // on every call and fills a register tile meant for many rows, which costs
@@ -58,6 +60,12 @@ type gemvTask struct {
 // matmul adds in[N,I]·W[I,O] to out[N,O], or in[N,I]·W[O,I]ᵀ when transB.
 func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
 	if N > gemvMaxRows {
+		if pk, ok := d.k.(PackedKernels); ok {
+			if pb := d.packed(pk, transB, w, I, O); pb != nil {
+				pk.SgemmPacked(false, N, 1, in, I, pb, 1, out, O)
+				return
+			}
+		}
 		ldb := O
 		if transB {
 			ldb = I
@@ -151,4 +159,43 @@ func (d *Decoder) transposed(w []float32, I, O int) []float32 {
 	}
 	d.wT[key] = t
 	return t
+}
+
+// PackedKernels is an optional extension of Kernels (found by type
+// assertion; *simd.Kernels has it): a GEMM whose right-hand side was
+// packed once. The decoder packs each weight matrix on first use, so that
+// a step of many rows (a batch of 17 or more sequences, or a prefill) does
+// not repack the weights on every call — at 32 rows the packing cost as
+// much as the product.
+type PackedKernels interface {
+	PackB(transB bool, k, n int, b []float32, ldb int) *simd.PackedB
+	SgemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *simd.PackedB, beta float32, c []float32, ldc int)
+}
+
+type packedKey struct {
+	w      *float32
+	transB bool
+}
+
+// packed returns w (I×O, or O×I when transB) packed by pk, cached until
+// Reset; nil for models too large to keep a packed copy of (the same bound
+// as the transposed copies).
+func (d *Decoder) packed(pk PackedKernels, transB bool, w []float32, I, O int) *simd.PackedB {
+	if len(d.m.params) > transposedMaxParams {
+		return nil
+	}
+	key := packedKey{&w[0], transB}
+	if pb, ok := d.wP[key]; ok {
+		return pb
+	}
+	if d.wP == nil {
+		d.wP = map[packedKey]*simd.PackedB{}
+	}
+	ldb := O
+	if transB {
+		ldb = I
+	}
+	pb := pk.PackB(transB, I, O, w, ldb)
+	d.wP[key] = pb
+	return pb
 }
