@@ -165,7 +165,7 @@ type gemmJob struct {
 	packing        bool      // the phase: pack B, or compute
 	chunk          int       // B panels per packing piece
 	mc, mBlocks    int
-	nGroups, group int // C columns of a slab split in nGroups; panels per group
+	nGroups, group int      // C columns of a slab split in nGroups; panels per group
 	packed         *PackedB // B packed beforehand: no packing phase
 	slab           int      // the packed slab in use
 }
