@@ -30,7 +30,7 @@ Usage:
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
   llmesh plugins swap <model> <backend> | plugins status [--nats URL]  hot-swap a model's backend; show plugins
   llmesh filter policy put KEY FILE | policy get KEY | check [--model M] TEXT   manage filter policies, check text
-  llmesh bench tokenizer|dataprep [--json] [...]                measure against partners, same run
+  llmesh bench <area> [--json] [...]                            measure beside partners, same run (kernels, train-step, train, serve, tokenizer, dataprep, filter)
 
 Run "llmesh <command> -h" for a command's flags.
 `
