@@ -221,10 +221,10 @@ func (k *Kernels) runGemm(j *gemmJob) {
 				j.packing = true
 				if threads == 1 {
 					j.chunk = panels
-					j.run(0)
+					j.Run(0)
 				} else {
 					j.chunk = ceilDiv(panels, 4*threads)
-					k.pool.run(j, ceilDiv(panels, j.chunk))
+					k.pool.Run(j, ceilDiv(panels, j.chunk))
 				}
 			}
 			j.packing = false
@@ -233,10 +233,10 @@ func (k *Kernels) runGemm(j *gemmJob) {
 			pieces := j.mBlocks * ceilDiv(panels, j.group)
 			if threads == 1 {
 				for i := range pieces {
-					j.run(i)
+					j.Run(i)
 				}
 			} else {
-				k.pool.run(j, pieces)
+				k.pool.Run(j, pieces)
 			}
 		}
 	}
@@ -245,7 +245,7 @@ func (k *Kernels) runGemm(j *gemmJob) {
 	}
 }
 
-func (j *gemmJob) run(i int) {
+func (j *gemmJob) Run(i int) {
 	g := j.g
 	kcu := j.units(j.kc)
 	panels := ceilDiv(j.nc, g.nr)

@@ -128,10 +128,10 @@ func (j *int8Job) run2(k *Kernels) {
 	groups = ceilDiv(j.panels, j.group)
 	if threads == 1 {
 		for i := range j.mBlocks * groups {
-			j.run(i)
+			j.Run(i)
 		}
 	} else {
-		k.pool.run(j, j.mBlocks*groups)
+		k.pool.Run(j, j.mBlocks*groups)
 	}
 	if j.pre == nil {
 		byteB.put(bbuf)
@@ -145,10 +145,10 @@ func (j *int8Job) packAll(k *Kernels, threads int) {
 	j.packing = true
 	if threads == 1 {
 		j.chunk = j.panels
-		j.run(0)
+		j.Run(0)
 	} else {
 		j.chunk = ceilDiv(j.panels, 4*threads)
-		k.pool.run(j, ceilDiv(j.panels, j.chunk))
+		k.pool.Run(j, ceilDiv(j.panels, j.chunk))
 	}
 	j.packing = false
 }
@@ -250,7 +250,7 @@ func (k *Kernels) GemmInt8Packed(m int, a []int8, lda int, aScale []float32, w *
 	int8Jobs.Put(j)
 }
 
-func (j *int8Job) run(i int) {
+func (j *int8Job) Run(i int) {
 	mr, nr, kg := j.mr, j.nr, j.kg
 	if j.packing {
 		for q := i * j.chunk; q < min((i+1)*j.chunk, j.panels); q++ {

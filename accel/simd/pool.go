@@ -6,12 +6,13 @@ import (
 	"sync/atomic"
 )
 
-// task is a unit of parallel work split into n independent pieces.
-type task interface{ run(i int) }
+// Task is a unit of parallel work split into independent pieces,
+// numbered from 0; Run does piece i.
+type Task interface{ Run(i int) }
 
 // parJob hands a task's pieces out to whichever goroutines join it.
 type parJob struct {
-	t    task
+	t    Task
 	n    int64
 	next atomic.Int64
 	wg   sync.WaitGroup
@@ -23,17 +24,17 @@ func (j *parJob) work() {
 		if i >= j.n {
 			return
 		}
-		j.t.run(int(i))
+		j.t.Run(int(i))
 	}
 }
 
-// pool is a fixed set of helper goroutines started once; run splits a
+// Pool is a fixed set of helper goroutines started once; Run splits a
 // task across them and the caller. Jobs are recycled, so a call does not
 // allocate once warm. A helper busy with another call is not waited for
 // (the caller does the pieces nobody takes, so nothing can deadlock), but
 // one that is a moment from ready — it just finished the previous call —
 // is given a few yields to arrive.
-type pool struct {
+type Pool struct {
 	helpers int
 	ch      chan *parJob
 	jobs    sync.Pool
@@ -41,13 +42,14 @@ type pool struct {
 
 var (
 	poolsMu sync.Mutex
-	pools   = map[int]*pool{}
+	pools   = map[int]*Pool{}
 )
 
-// poolFor returns the process's pool for a thread count, started on first
-// use: Kernels with the same count share helpers, so making Kernels
-// again and again starts no more goroutines.
-func poolFor(threads int) *pool {
+// SharedPool returns the process's pool for a thread count (the caller
+// and threads-1 helpers), started on first use: Kernels, models and
+// decoders with the same count share helpers, so making them again and
+// again starts no more goroutines.
+func SharedPool(threads int) *Pool {
 	poolsMu.Lock()
 	defer poolsMu.Unlock()
 	p, ok := pools[threads]
@@ -58,8 +60,8 @@ func poolFor(threads int) *pool {
 	return p
 }
 
-func newPool(threads int) *pool {
-	p := &pool{helpers: max(threads-1, 0), ch: make(chan *parJob)}
+func newPool(threads int) *Pool {
+	p := &Pool{helpers: max(threads-1, 0), ch: make(chan *parJob)}
 	p.jobs.New = func() any { return new(parJob) }
 	for range p.helpers {
 		go func() {
@@ -74,7 +76,7 @@ func newPool(threads int) *pool {
 
 // offer hands j to an idle helper, yielding a little for one that is
 // about to be idle; false when none comes.
-func (p *pool) offer(j *parJob) bool {
+func (p *Pool) offer(j *parJob) bool {
 	for range offerYields {
 		select {
 		case p.ch <- j:
@@ -89,14 +91,17 @@ func (p *pool) offer(j *parJob) bool {
 // offerYields bounds the wait for a helper: a few microseconds.
 const offerYields = 64
 
-// run calls t.run(i) for every i in [0, n), in parallel where it can.
-func (p *pool) run(t task, n int) {
+// Helpers is how many goroutines besides the caller work on a Run.
+func (p *Pool) Helpers() int { return p.helpers }
+
+// Run calls t.Run(i) for every i in [0, n), in parallel where it can.
+func (p *Pool) Run(t Task, n int) {
 	if n <= 0 {
 		return
 	}
 	if n == 1 || p.helpers == 0 {
 		for i := range n {
-			t.run(i)
+			t.Run(i)
 		}
 		return
 	}

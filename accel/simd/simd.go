@@ -92,7 +92,7 @@ type Kernels struct {
 	bf16    bf16Mode
 	amxI8   amxFunc
 	amxBF   amxFunc
-	pool    *pool
+	pool    *Pool
 	f32     geometry
 }
 
@@ -161,7 +161,7 @@ func New(opts ...Option) (*Kernels, error) {
 	if c.threads < 1 {
 		return nil, fmt.Errorf("simd: %d threads (want at least 1)", c.threads)
 	}
-	k := &Kernels{level: c.level, threads: c.threads, pool: poolFor(c.threads)}
+	k := &Kernels{level: c.level, threads: c.threads, pool: SharedPool(c.threads)}
 	k.f32 = floatGeometry(c.level)
 	if c.level >= AVX512 && f.AVX512VNNI {
 		k.int8 = int8VNNI

@@ -74,7 +74,7 @@ type adamTask struct {
 	invSqrtBC2          float32
 }
 
-func (t *adamTask) run(i int) {
+func (t *adamTask) Run(i int) {
 	lo, hi := i*adamBlock, min((i+1)*adamBlock, len(t.params))
 	if t.norm {
 		var ss float64
@@ -138,7 +138,7 @@ func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 	t := &o.task
 	*t = adamTask{o: o, params: params, grads: grads, norm: true, part: o.part[:blocks]}
 	pool := defaultPool()
-	pool.run(t, blocks)
+	pool.Run(t, blocks)
 	var ss float64
 	for _, v := range t.part {
 		ss += v
@@ -154,7 +154,7 @@ func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 	t.norm, t.scale, t.lr = false, scale, lr
 	t.stepSize = float32(float64(lr) / bc1)
 	t.invSqrtBC2 = float32(1 / math.Sqrt(bc2))
-	pool.run(t, blocks)
+	pool.Run(t, blocks)
 	*t = adamTask{}
 	return norm
 }

@@ -65,7 +65,7 @@ type Decoder struct {
 	m     *Model
 	cfg   Config
 	k     Kernels
-	pool  *workerPool
+	pool  *simd.Pool
 	cache *kvCache
 	// exitAt[l] is the exit head index after layer l+1, or -1.
 	exitAt []int
@@ -567,7 +567,7 @@ type decAttnTask struct {
 	layer int
 }
 
-func (t *decAttnTask) run(i int) {
+func (t *decAttnTask) Run(i int) {
 	d := t.d
 	c := d.cfg
 	D, H, hd := c.NEmbd, c.NHead, c.HeadDim()
@@ -665,13 +665,13 @@ func (d *Decoder) activate(n int) {
 	work := 16 * n * W // an exp costs about as much as 16 multiply-adds
 	chunks := 1
 	if work >= parallelWork {
-		chunks = min(n, 4*d.pool.helpers+4)
+		chunks = min(n, 4*d.pool.Helpers()+4)
 	}
 	d.tAct.n, d.tAct.per = n, (n+chunks-1)/chunks
 	d.par(&d.tAct, chunks, work)
 }
 
-func (t *decActTask) run(i int) {
+func (t *decActTask) Run(i int) {
 	d := t.d
 	W := 4 * d.cfg.NEmbd
 	lo, hi := i*t.per, min((i+1)*t.per, t.n)

@@ -23,14 +23,14 @@ const parallelWork = 1 << 21
 
 // par runs t's n pieces on the pool when work (multiply-adds) is large
 // enough to pay for it, else on the calling goroutine.
-func (d *Decoder) par(t task, n, work int) {
+func (d *Decoder) par(t simd.Task, n, work int) {
 	if work < parallelWork {
 		for i := range n {
-			t.run(i)
+			t.Run(i)
 		}
 		return
 	}
-	d.pool.run(t, n)
+	d.pool.Run(t, n)
 }
 
 // VectorKernels is an optional extension of Kernels (found by type
@@ -77,7 +77,7 @@ func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
 	*t = gemvTask{vk: d.vk, transB: transB, out: out, in: in, w: w, N: N, I: I, O: O}
 	pieces := 1
 	if N*I*O >= parallelWork {
-		pieces = d.pool.helpers + 1
+		pieces = d.pool.Helpers() + 1
 	}
 	t.per = (O/pieces + 15) &^ 15
 	pieces = (O + t.per - 1) / t.per
@@ -85,7 +85,7 @@ func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
 	t.out, t.in, t.w = nil, nil, nil
 }
 
-func (t *gemvTask) run(p int) {
+func (t *gemvTask) Run(p int) {
 	lo, hi := p*t.per, min((p+1)*t.per, t.O)
 	if lo >= hi {
 		return

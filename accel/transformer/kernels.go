@@ -33,7 +33,7 @@ const (
 	parallelMinWork = 1 << 16
 )
 
-type portable struct{ pool *workerPool }
+type portable struct{ pool *simd.Pool }
 
 // PortableKernels returns the pure-Go kernels: cache-blocked, packed,
 // register-tiled and split across GOMAXPROCS goroutines for large
@@ -50,7 +50,7 @@ func tileKernels(k Kernels) Kernels {
 			return t
 		}
 	}
-	return portable{pool: &workerPool{}}
+	return portable{pool: simd.SharedPool(1)}
 }
 
 type packBufs struct{ a, b []float32 }
@@ -110,17 +110,17 @@ func (p portable) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 	tiles := ((m + mcBlock - 1) / mcBlock) * j.tilesN
 	if m*n*k < parallelMinWork || tiles == 1 {
 		for i := range tiles {
-			j.run(i)
+			j.Run(i)
 		}
 	} else {
-		p.pool.run(j, tiles)
+		p.pool.Run(j, tiles)
 	}
 	*j = gemmJob{}
 	gemmJobs.Put(j)
 }
 
 // run computes C tile i.
-func (g *gemmJob) run(i int) {
+func (g *gemmJob) Run(i int) {
 	i0 := (i / g.tilesN) * mcBlock
 	j0 := (i % g.tilesN) * ncBlock
 	mc := min(mcBlock, g.m-i0)

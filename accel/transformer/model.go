@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 // ErrInvalidInput is wrapped by errors about a batch handed to the model
@@ -32,7 +34,7 @@ type Model struct {
 	cfg     Config
 	k       Kernels
 	tk      Kernels // k's serial variant, for tile products inside parallel tasks
-	pool    *workerPool
+	pool    *simd.Pool
 	params  []float32
 	grads   []float32
 	ps      []Param
@@ -378,7 +380,7 @@ func (m *Model) forward(inputs []int32, B, T int) {
 			m.rope(a.qkv[l], false)
 		}
 		m.layer = l
-		m.pool.run(&m.tAttnFwd, B*c.NHead)
+		m.pool.Run(&m.tAttnFwd, B*c.NHead)
 		x1 := a.x1[l][:N*D]
 		// Biases of c_proj, c_fc and c_gate are added by the fused
 		// kernel that reads each product next.
@@ -389,7 +391,7 @@ func (m *Model) forward(inputs []int32, B, T int) {
 			m.k.Sgemm(false, false, N, 4*D, D, 1, a.ln2[l], D, lp.gateW, 4*D, 0, a.gate[l], 4*D)
 		}
 		m.tGelu.backward = false
-		m.pool.run(&m.tGelu, m.chunks(N))
+		m.pool.Run(&m.tGelu, m.chunks(N))
 		out := a.resid[l+1][:N*D]
 		m.k.Sgemm(false, false, N, D, 4*D, 1, a.gelu[l], 4*D, lp.mprojW, D, 0, out, D)
 		if l+1 < L {
@@ -409,7 +411,7 @@ func (m *Model) headLoss(x []float32, targets []int32, weight float32) float64 {
 	m.k.Sgemm(false, true, N, V, D, 1, x, D, m.p.wte, D, 0, m.a.logits, V)
 	m.targets = targets
 	m.ceScale = weight / float32(N)
-	m.pool.run(&m.tCE, m.chunks(N))
+	m.pool.Run(&m.tCE, m.chunks(N))
 	var loss float64
 	for _, l := range m.rowLoss[:N] {
 		loss += l
@@ -468,7 +470,7 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 		m.linearBackward(dfc, 0, lg.mprojW, lg.mprojB, dres, a.gelu[l], lp.mprojW, N, 4*D, D)
 		m.layer = l
 		m.tGelu.backward = true
-		m.pool.run(&m.tGelu, m.chunks(N))
+		m.pool.Run(&m.tGelu, m.chunks(N))
 		m.linearBackward(dx, 0, lg.fcW, lg.fcB, dfc, a.ln2[l], lp.fcW, N, D, 4*D)
 		if c.SwiGLU() {
 			m.linearBackward(dx, 1, lg.gateW, lg.gateB, a.dgate[:N*4*D], a.ln2[l], lp.gateW, N, D, 4*D)
@@ -477,7 +479,7 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 		// Attention: x1 = in + attn(ln1(in))·Wproj + bproj.
 		dy := a.dy[:N*D]
 		m.linearBackward(dy, 0, lg.projW, lg.projB, dres, a.y[l], lp.projW, N, D, D)
-		m.pool.run(&m.tAttnBwd, m.B*c.NHead)
+		m.pool.Run(&m.tAttnBwd, m.B*c.NHead)
 		if c.RoPE() {
 			m.rope(a.dqkv, true)
 		}
@@ -529,7 +531,7 @@ type rowsTask struct {
 	m                             *Model
 }
 
-func (t *rowsTask) run(i int) {
+func (t *rowsTask) Run(i int) {
 	lo, hi := chunkRange(i, t.chunks, t.n)
 	D := t.D
 	switch t.op {
@@ -565,7 +567,7 @@ func (t *rowsTask) run(i int) {
 // parallel, then clears t's references.
 func (m *Model) runRows(t *rowsTask, n int) {
 	t.n, t.chunks, t.m = n, m.chunks(n), m
-	m.pool.run(t, t.chunks)
+	m.pool.Run(t, t.chunks)
 	*t = rowsTask{}
 }
 
@@ -661,7 +663,7 @@ func (m *Model) head(h int) attnHead {
 }
 
 // run computes tiled attention for one (batch row, head).
-func (t *attnFwdTask) run(i int) {
+func (t *attnFwdTask) Run(i int) {
 	m := t.m
 	H, T, D := m.cfg.NHead, m.T, m.cfg.NEmbd
 	b, h := i/H, i%H
@@ -673,7 +675,7 @@ type attnBwdTask struct{ m *Model }
 
 // run back-propagates a.dy through attention for one (batch row, head)
 // into that head's q, k and v columns of a.dqkv.
-func (t *attnBwdTask) run(i int) {
+func (t *attnBwdTask) Run(i int) {
 	m := t.m
 	H, T, D, hd := m.cfg.NHead, m.T, m.cfg.NEmbd, m.cfg.HeadDim()
 	b, h := i/H, i%H
@@ -697,7 +699,7 @@ type geluTask struct {
 // run applies the MLP activation (GELU, or SwiGLU's silu(gate)·up) to a
 // chunk of rows, or on the backward pass turns a.dfc into its gradient
 // (and fills a.dgate for SwiGLU).
-func (t *geluTask) run(i int) {
+func (t *geluTask) Run(i int) {
 	m := t.m
 	W := 4 * m.cfg.NEmbd
 	lo, hi := chunkRange(i, m.chunks(m.N), m.N)
@@ -736,7 +738,7 @@ type ceTask struct{ m *Model }
 // run computes label-smoothed softmax cross-entropy for a chunk of rows;
 // on a training pass it overwrites the logits with
 // ceScale·(softmax - target).
-func (t *ceTask) run(i int) {
+func (t *ceTask) Run(i int) {
 	m := t.m
 	V, N := m.cfg.VocabSize, m.N
 	lo, hi := chunkRange(i, m.chunks(N), N)
