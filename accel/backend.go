@@ -155,7 +155,18 @@ type DecodeRequest struct {
 	Release   []uint64
 	// ExitThreshold > 0 enables early exit on models with exit heads.
 	ExitThreshold float32
+	// Steps > 1 (with CacheIDs) is multi-step greedy decoding: the backend
+	// picks each sequence's argmax token, feeds it back and repeats, up to
+	// Steps tokens, stopping a sequence early at a token of StopTokens or
+	// at its context; the tokens come back in DecodeResult.Tokens instead
+	// of logits. The cache then holds every returned token but the last
+	// (which, as after a single step, is fed with the next call).
+	Steps      int
+	StopTokens []int32
 }
+
+// MaxDecodeSteps bounds DecodeRequest.Steps.
+const MaxDecodeSteps = 64
 
 // DecodeResult holds one row of vocabulary logits per sequence.
 type DecodeResult struct {
@@ -166,6 +177,8 @@ type DecodeResult struct {
 	// ExitLayers is, per sequence, how many layers ran for its last token
 	// (n_layer without early exit; nil when the backend does not say).
 	ExitLayers []int
+	// Tokens is, per sequence, what a multi-step call (Steps > 1) picked.
+	Tokens [][]int32
 }
 
 // SaveRequest asks for the model's weights.

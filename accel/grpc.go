@@ -188,15 +188,23 @@ func (g *grpcClient) DecodeStep(ctx context.Context, req DecodeRequest) (DecodeR
 	r, err := g.c.DecodeStep(ctx, &accelv1.DecodeStepRequest{
 		ModelId: req.ModelID, Sequences: seqs, CacheIds: req.CacheIDs,
 		Release: req.Release, ExitThreshold: req.ExitThreshold,
+		Steps: int32(req.Steps), StopTokens: req.StopTokens,
 	})
 	if err != nil {
 		return DecodeResult{}, fromStatus(ctx, "DecodeStep", err)
+	}
+	var toks [][]int32
+	if ts := r.GetTokens(); len(ts) > 0 {
+		toks = make([][]int32, len(ts))
+		for i, t := range ts {
+			toks[i] = t.GetTokens()
+		}
 	}
 	logits := make([][]float32, len(r.GetLogits()))
 	for i, l := range r.GetLogits() {
 		logits[i] = l.GetValues()
 	}
-	return DecodeResult{Logits: logits, CachedTokens: ints(r.GetCachedTokens()), ExitLayers: ints(r.GetExitLayers())}, nil
+	return DecodeResult{Logits: logits, CachedTokens: ints(r.GetCachedTokens()), ExitLayers: ints(r.GetExitLayers()), Tokens: toks}, nil
 }
 
 func (g *grpcClient) SaveWeights(ctx context.Context, req SaveRequest) (SaveResult, error) {
@@ -306,6 +314,7 @@ func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepReques
 	res, err := s.impl.DecodeStep(ctx, DecodeRequest{
 		ModelID: r.GetModelId(), Sequences: seqs, CacheIDs: r.GetCacheIds(),
 		Release: r.GetRelease(), ExitThreshold: r.GetExitThreshold(),
+		Steps: int(r.GetSteps()), StopTokens: r.GetStopTokens(),
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -314,7 +323,11 @@ func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepReques
 	for i, l := range res.Logits {
 		logits[i] = &accelv1.Logits{Values: l}
 	}
-	return &accelv1.DecodeStepResponse{Logits: logits, CachedTokens: int32s(res.CachedTokens), ExitLayers: int32s(res.ExitLayers)}, nil
+	var toks []*accelv1.Sequence
+	for _, t := range res.Tokens {
+		toks = append(toks, &accelv1.Sequence{Tokens: t})
+	}
+	return &accelv1.DecodeStepResponse{Logits: logits, CachedTokens: int32s(res.CachedTokens), ExitLayers: int32s(res.ExitLayers), Tokens: toks}, nil
 }
 
 func (s *grpcServer) SaveWeights(ctx context.Context, r *accelv1.SaveWeightsRequest) (*accelv1.SaveWeightsResponse, error) {

@@ -131,7 +131,7 @@ func (r *recorder) LoadModel(_ context.Context, req accel.LoadRequest) (accel.Lo
 
 func (r *recorder) DecodeStep(_ context.Context, req accel.DecodeRequest) (accel.DecodeResult, error) {
 	r.decode = req
-	return accel.DecodeResult{Logits: [][]float32{{1, 2}}, CachedTokens: []int{5}, ExitLayers: []int{2}}, nil
+	return accel.DecodeResult{Logits: [][]float32{{1, 2}}, CachedTokens: []int{5}, ExitLayers: []int{2}, Tokens: [][]int32{{4, 5, 6}}}, nil
 }
 
 // Every field of the load and decode requests crosses the gRPC boundary.
@@ -147,15 +147,15 @@ func TestShimCarriesEveryField(t *testing.T) {
 	if got := rec.load; got.ModelID != "m" || got.Seed != 9 || got.Optimizer == nil || *got.Optimizer != opt {
 		t.Errorf("plugin got %+v (optimizer %+v), want %+v", got, got.Optimizer, opt)
 	}
-	dec := accel.DecodeRequest{ModelID: "m", Sequences: [][]int32{{1, 2, 3}}, CacheIDs: []uint64{42}, Release: []uint64{7, 8}, ExitThreshold: 0.9}
+	dec := accel.DecodeRequest{ModelID: "m", Sequences: [][]int32{{1, 2, 3}}, CacheIDs: []uint64{42}, Release: []uint64{7, 8}, ExitThreshold: 0.9, Steps: 5, StopTokens: []int32{3, 9}}
 	res, err := b.DecodeStep(ctx, dec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.decode; got.ModelID != "m" || len(got.CacheIDs) != 1 || got.CacheIDs[0] != 42 || len(got.Release) != 2 || got.ExitThreshold != 0.9 {
+	if got := rec.decode; got.ModelID != "m" || len(got.CacheIDs) != 1 || got.CacheIDs[0] != 42 || len(got.Release) != 2 || got.ExitThreshold != 0.9 || got.Steps != 5 || len(got.StopTokens) != 2 {
 		t.Errorf("plugin got %+v, want %+v", got, dec)
 	}
-	if len(res.CachedTokens) != 1 || res.CachedTokens[0] != 5 || len(res.ExitLayers) != 1 || res.ExitLayers[0] != 2 {
+	if len(res.CachedTokens) != 1 || res.CachedTokens[0] != 5 || len(res.ExitLayers) != 1 || res.ExitLayers[0] != 2 || len(res.Tokens) != 1 || len(res.Tokens[0]) != 3 {
 		t.Errorf("DecodeStep = %+v", res)
 	}
 }

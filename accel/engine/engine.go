@@ -335,7 +335,13 @@ func (e *Engine) DecodeStep(ctx context.Context, req accel.DecodeRequest) (accel
 		return accel.DecodeResult{}, err
 	}
 	defer l.mu.Unlock()
+	if req.Steps < 0 || req.Steps > accel.MaxDecodeSteps {
+		return accel.DecodeResult{}, invalid("model %q: steps %d out of range [0, %d]", req.ModelID, req.Steps, accel.MaxDecodeSteps)
+	}
 	if len(req.CacheIDs) == 0 {
+		if req.Steps > 1 {
+			return accel.DecodeResult{}, invalid("model %q: multi-step decoding (steps %d) needs cache ids", req.ModelID, req.Steps)
+		}
 		if len(req.Release) > 0 && l.dec != nil {
 			l.dec.Release(req.Release...)
 		}
@@ -350,6 +356,9 @@ func (e *Engine) DecodeStep(ctx context.Context, req accel.DecodeRequest) (accel
 			return accel.DecodeResult{}, wrapModelErr(req.ModelID, err)
 		}
 		return accel.DecodeResult{Logits: logits}, nil
+	}
+	if req.Steps > 1 {
+		return e.multiDecode(l, req)
 	}
 	return e.cachedDecode(l, req)
 }

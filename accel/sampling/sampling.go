@@ -169,6 +169,20 @@ func (s *Sampler) pick(logits []float32) int32 {
 
 func isNaN(v float32) bool { return v != v }
 
+// Greedy reports whether the sampler always picks the argmax of the raw
+// logits (temperature 0, no repetition penalty): what a backend's
+// multi-step decoding picks too (Argmax).
+func (s *Sampler) Greedy() bool { return s.p.Temperature <= 0 && s.seen == nil }
+
+// Argmax is greedy decoding's pick: the first largest logit, NaNs skipped
+// (0 when every logit is NaN, -1 for an empty row).
+func Argmax(logits []float32) int32 {
+	if len(logits) == 0 {
+		return -1
+	}
+	return argmax(logits)
+}
+
 func argmax(logits []float32) int32 {
 	best := -1
 	for i, v := range logits {

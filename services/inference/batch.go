@@ -254,6 +254,9 @@ func (s *Service) step(r *route, active []*sequence, lm *resident) ([]*sequence,
 		if b.cache != cacheNo {
 			req.CacheIDs, req.Release = p.ids, b.release
 		}
+		if len(parts) == 1 {
+			req.Steps, req.StopTokens = s.multiSteps(b, p.qs, p.seqs, lm)
+		}
 		res, err := r.pl.p.DecodeStep(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil || !retryable(err) {
@@ -271,15 +274,36 @@ func (s *Service) step(r *route, active []*sequence, lm *resident) ([]*sequence,
 		b.release = nil
 		s.stats.steps.Add(1)
 		s.stats.sequences.Add(int64(len(p.seqs)))
-		if len(res.Logits) != len(p.seqs) {
-			return failAll(fmt.Errorf("model %q: decode: %d rows of logits for %d sequences", r.model, len(res.Logits), len(p.seqs)))
-		}
 		if b.cache == cacheUnknown {
 			if len(res.CachedTokens) == len(p.seqs) {
 				b.cache = cacheYes
 			} else {
 				b.cache = cacheNo
 			}
+		}
+		if req.Steps > 1 && len(res.Tokens) == len(p.seqs) {
+			for i, q := range p.qs {
+				toks := res.Tokens[i]
+				q.pos += len(p.seqs[i]) + len(toks) - 1 // the cache holds all but the last
+				for _, next := range toks {
+					if uint32(next) == lm.eot && !q.ignoreEOS {
+						b.retire(q, event{finish: "stop", saved: q.saved})
+						break
+					}
+					q.ids = append(q.ids, next)
+					q.gen++
+					s.stats.tokens.Add(1)
+					q.events <- event{tok: next, saved: q.saved}
+					if q.gen >= q.maxTokens || len(q.ids) > nctx {
+						b.retire(q, event{finish: "length", saved: q.saved})
+						break
+					}
+				}
+			}
+			continue
+		}
+		if len(res.Logits) != len(p.seqs) {
+			return failAll(fmt.Errorf("model %q: decode: %d rows of logits for %d sequences", r.model, len(res.Logits), len(p.seqs)))
 		}
 		for i, q := range p.qs {
 			if b.cache == cacheYes {
@@ -347,4 +371,33 @@ func (s *Service) count(err error, queued bool) {
 func (s *Service) Stats() Stats {
 	return Stats{Steps: s.stats.steps.Load(), Sequences: s.stats.sequences.Load(), Tokens: s.stats.tokens.Load(),
 		Cancelled: s.stats.cancelled.Load(), Expired: s.stats.expired.Load(), NeverRan: s.stats.neverRan.Load()}
+}
+
+// multiSteps returns how many tokens the next DecodeStep may decode for
+// qs (and the stop tokens): more than one only when every sequence is a
+// greedy decode (one token fed, argmax picks, no early exit), the KV cache
+// is in use, and no waiting request could join the batch at the next step
+// — it would otherwise wait several tokens for its turn. (A full batch, or
+// batching off, leaves waiting requests waiting either way.)
+func (s *Service) multiSteps(b *batch, qs []*sequence, seqs [][]int32, lm *resident) (int, []int32) {
+	if s.decodeSteps <= 1 || b.cache != cacheYes {
+		return 0, nil
+	}
+	steps := s.decodeSteps
+	for i, q := range qs {
+		if len(seqs[i]) != 1 || q.pos+1 != len(q.ids) || !q.sampler.Greedy() || q.exit != 0 || q.ignoreEOS != qs[0].ignoreEOS {
+			return 0, nil
+		}
+		steps = min(steps, q.maxTokens-q.gen)
+	}
+	b.mu.Lock()
+	waiting := len(b.queue)
+	b.mu.Unlock()
+	if (waiting > 0 && len(qs) < s.maxBatch) || steps <= 1 {
+		return 0, nil
+	}
+	if qs[0].ignoreEOS {
+		return steps, nil
+	}
+	return steps, []int32{int32(lm.eot)}
 }

@@ -70,8 +70,14 @@ func TestBatchedMatchesSequential(t *testing.T) {
 		return fmt.Sprintf("%s %s %d", b.String(), chunks[len(chunks)-1].FinishReason, chunks[len(chunks)-1].CompletionTokens)
 	}
 	want := make([]string, len(reqs))
+	alone := e.s.Stats()
 	for i, r := range reqs {
 		want[i] = tokens(e, r)
+	}
+	// One at a time, greedy and with nothing waiting, decoding is
+	// multi-step: several tokens per DecodeStep call.
+	if st := e.s.Stats(); st.Steps-alone.Steps >= st.Tokens-alone.Tokens {
+		t.Errorf("%d tokens in %d decode calls alone: multi-step decoding was not used", st.Tokens-alone.Tokens, st.Steps-alone.Steps)
 	}
 	before := e.s.Stats()
 	got := make([]string, len(reqs))

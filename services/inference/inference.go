@@ -63,6 +63,11 @@ type Config struct {
 	// prefilled, in chunks, within what the step's decodes leave of it.
 	// Default 512.
 	StepTokens int
+	// DecodeSteps is how many tokens one DecodeStep may decode for greedy
+	// sequences while no request waits (multi-step decoding: one plugin
+	// round trip for several tokens; a waiting request joins at the next
+	// call). 0 means DefaultDecodeSteps; 1 turns it off.
+	DecodeSteps int
 	// QueueDepth bounds the requests waiting per model to join its batch;
 	// beyond it requests fail with ErrQueueFull. Default 256.
 	QueueDepth int
@@ -105,6 +110,7 @@ type Service struct {
 	runCtx      context.Context
 
 	maxBatch, stepTokens, queueDepth int
+	decodeSteps                      int
 	noCache                          bool
 	keepAlive                        time.Duration
 
@@ -152,6 +158,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DisableBatching {
 		cfg.MaxBatch = 1
 	}
+	switch {
+	case cfg.DecodeSteps < 0 || cfg.DecodeSteps > accel.MaxDecodeSteps:
+		return nil, fmt.Errorf("inference: decode steps %d out of range [0, %d]", cfg.DecodeSteps, accel.MaxDecodeSteps)
+	case cfg.DecodeSteps == 0:
+		cfg.DecodeSteps = DefaultDecodeSteps
+	}
 	if cfg.StepTokens == 0 {
 		cfg.StepTokens = 512
 	}
@@ -179,7 +191,7 @@ func New(cfg Config) (*Service, error) {
 		log: log.With("service", "inference", "instance", cfg.Instance),
 		sem: make(chan struct{}, cfg.Concurrency), models: map[string]*served{},
 		plugins: map[*plugin]struct{}{}, newest: map[string]*plugin{}, runCtx: context.Background(),
-		maxBatch: cfg.MaxBatch, stepTokens: cfg.StepTokens, queueDepth: cfg.QueueDepth, noCache: cfg.DisableKVCache,
+		maxBatch: cfg.MaxBatch, stepTokens: cfg.StepTokens, decodeSteps: cfg.DecodeSteps, queueDepth: cfg.QueueDepth, noCache: cfg.DisableKVCache,
 		keepAlive: cfg.KeepAlive, cancels: map[string]context.CancelFunc{}, budget: cfg.MemoryBudget, mem: map[*route]int64{},
 	}, nil
 }

@@ -17,6 +17,10 @@ var ErrMemoryBudget = errors.New("inference: memory budget exceeded")
 // DefaultKeepAlive is how long a model stays loaded without requests.
 const DefaultKeepAlive = 5 * time.Minute
 
+// DefaultDecodeSteps is Config.DecodeSteps's default: up to 8 tokens per
+// plugin round trip for greedy sequences while nothing waits.
+const DefaultDecodeSteps = 8
+
 // unloadIdle unloads r's model when no request uses it: nothing queued,
 // running or in flight. It reports whether it unloaded the model.
 func (s *Service) unloadIdle(r *route, reason string) bool {

@@ -815,6 +815,13 @@ type DecodeStepRequest struct {
 	// exit_threshold > 0 enables early exit for models with exit heads: a
 	// token stops at the first exit layer whose top probability reaches it.
 	ExitThreshold float32 `protobuf:"fixed32,5,opt,name=exit_threshold,json=exitThreshold,proto3" json:"exit_threshold,omitempty"`
+	// steps > 1 (with cache_ids) decodes up to that many tokens per sequence
+	// in this one call, greedily (argmax), feeding each back: multi-step
+	// decoding, which spends one round trip on several tokens. A sequence
+	// stops early at a token of stop_tokens or at its context. The picked
+	// tokens come back in tokens, not as logits.
+	Steps         int32   `protobuf:"varint,6,opt,name=steps,proto3" json:"steps,omitempty"`
+	StopTokens    []int32 `protobuf:"varint,7,rep,packed,name=stop_tokens,json=stopTokens,proto3" json:"stop_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,6 +891,20 @@ func (x *DecodeStepRequest) GetExitThreshold() float32 {
 	return 0
 }
 
+func (x *DecodeStepRequest) GetSteps() int32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *DecodeStepRequest) GetStopTokens() []int32 {
+	if x != nil {
+		return x.StopTokens
+	}
+	return nil
+}
+
 type Logits struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Values        []float32              `protobuf:"fixed32,1,rep,packed,name=values,proto3" json:"values,omitempty"`
@@ -937,7 +958,9 @@ type DecodeStepResponse struct {
 	CachedTokens []int32 `protobuf:"varint,2,rep,packed,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
 	// exit_layers is, per sequence, the number of layers run for the last
 	// token (n_layer without early exit).
-	ExitLayers    []int32 `protobuf:"varint,3,rep,packed,name=exit_layers,json=exitLayers,proto3" json:"exit_layers,omitempty"`
+	ExitLayers []int32 `protobuf:"varint,3,rep,packed,name=exit_layers,json=exitLayers,proto3" json:"exit_layers,omitempty"`
+	// tokens holds, per sequence, the tokens picked by a multi-step call.
+	Tokens        []*Sequence `protobuf:"bytes,4,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -989,6 +1012,13 @@ func (x *DecodeStepResponse) GetCachedTokens() []int32 {
 func (x *DecodeStepResponse) GetExitLayers() []int32 {
 	if x != nil {
 		return x.ExitLayers
+	}
+	return nil
+}
+
+func (x *DecodeStepResponse) GetTokens() []*Sequence {
+	if x != nil {
+		return x.Tokens
 	}
 	return nil
 }
@@ -1245,20 +1275,24 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\"\"\n" +
 	"\bSequence\x12\x16\n" +
-	"\x06tokens\x18\x01 \x03(\x05R\x06tokens\"\xc5\x01\n" +
+	"\x06tokens\x18\x01 \x03(\x05R\x06tokens\"\xfc\x01\n" +
 	"\x11DecodeStepRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
 	"\tsequences\x18\x02 \x03(\v2\x19.llmesh.accel.v1.SequenceR\tsequences\x12\x1b\n" +
 	"\tcache_ids\x18\x03 \x03(\x04R\bcacheIds\x12\x18\n" +
 	"\arelease\x18\x04 \x03(\x04R\arelease\x12%\n" +
-	"\x0eexit_threshold\x18\x05 \x01(\x02R\rexitThreshold\" \n" +
+	"\x0eexit_threshold\x18\x05 \x01(\x02R\rexitThreshold\x12\x14\n" +
+	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12\x1f\n" +
+	"\vstop_tokens\x18\a \x03(\x05R\n" +
+	"stopTokens\" \n" +
 	"\x06Logits\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x02R\x06values\"\x8b\x01\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"\xbe\x01\n" +
 	"\x12DecodeStepResponse\x12/\n" +
 	"\x06logits\x18\x01 \x03(\v2\x17.llmesh.accel.v1.LogitsR\x06logits\x12#\n" +
 	"\rcached_tokens\x18\x02 \x03(\x05R\fcachedTokens\x12\x1f\n" +
 	"\vexit_layers\x18\x03 \x03(\x05R\n" +
-	"exitLayers\"V\n" +
+	"exitLayers\x121\n" +
+	"\x06tokens\x18\x04 \x03(\v2\x19.llmesh.accel.v1.SequenceR\x06tokens\"V\n" +
 	"\x12SaveWeightsRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12%\n" +
 	"\x0ewith_optimizer\x18\x02 \x01(\bR\rwithOptimizer\"l\n" +
@@ -1319,27 +1353,28 @@ var file_llmesh_accel_v1_accel_proto_depIdxs = []int32{
 	2,  // 0: llmesh.accel.v1.LoadModelRequest.optimizer:type_name -> llmesh.accel.v1.OptimizerConfig
 	11, // 1: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
 	13, // 2: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
-	0,  // 3: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
-	3,  // 4: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
-	5,  // 5: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
-	7,  // 6: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
-	9,  // 7: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
-	12, // 8: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
-	15, // 9: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
-	17, // 10: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
-	1,  // 11: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
-	4,  // 12: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
-	6,  // 13: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
-	8,  // 14: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
-	10, // 15: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
-	14, // 16: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
-	16, // 17: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
-	18, // 18: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
-	11, // [11:19] is the sub-list for method output_type
-	3,  // [3:11] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	11, // 3: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
+	0,  // 4: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
+	3,  // 5: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
+	5,  // 6: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
+	7,  // 7: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
+	9,  // 8: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
+	12, // 9: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
+	15, // 10: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
+	17, // 11: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
+	1,  // 12: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
+	4,  // 13: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
+	6,  // 14: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
+	8,  // 15: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
+	10, // 16: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
+	14, // 17: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
+	16, // 18: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
+	18, // 19: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_accel_v1_accel_proto_init() }
