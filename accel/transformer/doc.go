@@ -1,19 +1,28 @@
 // Package transformer is the model runtime every accelerator backend
 // shares: a decoder-only GPT (Pre-LN, LayerNorm or RMSNorm, learned or
-// rotary positions, GELU MLP, causal multi-head attention, tied
-// embeddings) with its forward and backward passes, the AdamW optimizer,
-// and safetensors checkpoints with GPT-2 tensor names, so that real GPT-2
-// weights load.
+// rotary positions, GELU or SwiGLU MLP, causal multi-head attention with
+// an optional sliding window and global tokens, tied embeddings, optional
+// early-exit heads) with its forward and backward passes, the AdamW
+// optimizer, label smoothing, BF16 mixed precision, and safetensors
+// checkpoints with GPT-2 tensor names, so that real GPT-2 weights load.
+//
+// Training runs on fused kernels (tiled attention that never writes the
+// T×T score matrix, the residual add fused into the next norm,
+// cross-entropy with label smoothing, one-pass AdamW). Serving runs on a
+// Decoder: a paged KV cache (KVBlockTokens positions a block, shared
+// identical prompt prefixes) and batched incremental steps that mix
+// prefills and single-token decodes, with early exit.
 //
 // The math is written against Kernels, a small interface of dense
-// primitives (Sgemm at its core). PortableKernels is the pure-Go
-// implementation; backends supply faster ones.
+// primitives (Sgemm at its core), with optional extensions found by type
+// assertion (VectorKernels, PackedKernels). PortableKernels is the pure-Go
+// implementation; accel/simd supplies the AVX-512/AVX2 ones.
 //
 // Ownership and lifetimes: a Model owns one flat []float32 of parameters,
 // one of gradients (allocated on first backward pass) and its activation
 // buffers, which grow to the largest batch seen and are reused; slices
 // returned by ParamData, Grads and Params alias that storage for the
-// Model's lifetime. A Model is not safe for concurrent use. Tensors from
-// ReadSafetensors alias the input bytes. A process-wide pool of
-// GOMAXPROCS-1 goroutines, started on first use, runs the parallel work.
+// Model's lifetime. A Model (and a Decoder) is not safe for concurrent
+// use. Tensors from ReadSafetensors alias the input bytes. Parallel work
+// runs on accel/simd's process-wide pool of GOMAXPROCS-1 helpers.
 package transformer
