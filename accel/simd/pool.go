@@ -11,11 +11,55 @@ import (
 type Task interface{ Run(i int) }
 
 // parJob hands a task's pieces out to whichever goroutines join it.
+//
+// state is gen<<32 | revoked<<31 | joined: gen counts the job's reuses, so
+// that a helper handed an earlier use never touches a later one; joined
+// counts the helpers that came; revoked closes the job to helpers that
+// have not come by the time the caller has done the pieces, so that the
+// caller never waits for a helper still waking up (a wake-up can cost
+// more than the whole task).
 type parJob struct {
-	t    Task
-	n    int64
-	next atomic.Int64
-	wg   sync.WaitGroup
+	t     Task
+	n     int64
+	next  atomic.Int64
+	wg    sync.WaitGroup
+	state atomic.Uint64
+}
+
+const (
+	jobRevoked = 1 << 31
+	jobJoined  = jobRevoked - 1
+)
+
+// offerMsg is a job handed to a helper, for one use of it.
+type offerMsg struct {
+	j   *parJob
+	gen uint64
+}
+
+// join admits a helper to use gen of j; false when the job moved on or
+// the caller has revoked it.
+func (j *parJob) join(gen uint64) bool {
+	for {
+		s := j.state.Load()
+		if s>>32 != gen || s&jobRevoked != 0 {
+			return false
+		}
+		if j.state.CompareAndSwap(s, s+1) {
+			return true
+		}
+	}
+}
+
+// revoke closes the job to helpers that have not joined and returns how
+// many did.
+func (j *parJob) revoke() int {
+	for {
+		s := j.state.Load()
+		if j.state.CompareAndSwap(s, s|jobRevoked) {
+			return int(s & jobJoined)
+		}
+	}
 }
 
 func (j *parJob) work() {
@@ -36,7 +80,7 @@ func (j *parJob) work() {
 // is given a few yields to arrive.
 type Pool struct {
 	helpers int
-	ch      chan *parJob
+	ch      chan offerMsg
 	jobs    sync.Pool
 }
 
@@ -61,13 +105,15 @@ func SharedPool(threads int) *Pool {
 }
 
 func newPool(threads int) *Pool {
-	p := &Pool{helpers: max(threads-1, 0), ch: make(chan *parJob)}
+	p := &Pool{helpers: max(threads-1, 0), ch: make(chan offerMsg)}
 	p.jobs.New = func() any { return new(parJob) }
 	for range p.helpers {
 		go func() {
-			for j := range p.ch {
-				j.work()
-				j.wg.Done()
+			for m := range p.ch {
+				if m.j.join(m.gen) {
+					m.j.work()
+					m.j.wg.Done()
+				}
 			}
 		}()
 	}
@@ -76,10 +122,10 @@ func newPool(threads int) *Pool {
 
 // offer hands j to an idle helper, yielding a little for one that is
 // about to be idle; false when none comes.
-func (p *Pool) offer(j *parJob) bool {
+func (p *Pool) offer(m offerMsg) bool {
 	for range offerYields {
 		select {
-		case p.ch <- j:
+		case p.ch <- m:
 			return true
 		default:
 		}
@@ -108,14 +154,21 @@ func (p *Pool) Run(t Task, n int) {
 	j := p.jobs.Get().(*parJob)
 	j.t, j.n = t, int64(n)
 	j.next.Store(0)
+	gen := j.state.Load()>>32 + 1
+	j.state.Store(gen << 32)
+	offered := 0
 	for h := 0; h < p.helpers && h < n-1; h++ {
-		j.wg.Add(1)
-		if !p.offer(j) {
+		j.wg.Add(1) // before the offer: a helper may be done before it returns
+		if !p.offer(offerMsg{j, gen}) {
 			j.wg.Done()
 			break
 		}
+		offered++
 	}
 	j.work()
+	// Helpers that have not joined by now will find the job revoked: do
+	// their Done here instead of waiting for them to wake up.
+	j.wg.Add(-(offered - j.revoke()))
 	j.wg.Wait()
 	j.t = nil
 	p.jobs.Put(j)
