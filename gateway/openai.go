@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/llmesh/llmesh/accel/sampling"
 	"github.com/llmesh/llmesh/bus"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 )
@@ -458,7 +459,7 @@ var errStopSequence = errors.New("stop sequence reached")
 func (g *Gateway) generate(r *http.Request, req *busv1.GenerateRequest, stops []string, begin func() error, emit func(string) error) (string, openaiUsage, error) {
 	var u openaiUsage
 	finish := "stop"
-	cut := stopCutter{stops: stops}
+	cut := sampling.NewStopCutter(stops)
 	begun := false
 	err := g.bus.Generate(r.Context(), req, func(c *busv1.GenerateChunk) error {
 		if !begun {
@@ -475,9 +476,9 @@ func (g *Gateway) generate(r *http.Request, req *busv1.GenerateRequest, stops []
 				finish = "length"
 			}
 		}
-		text, hit := cut.push(c.Text)
+		text, hit := cut.Push(c.Text)
 		if c.Done && !hit {
-			text += cut.flush()
+			text += cut.Flush()
 		}
 		if text != "" {
 			if err := emit(text); err != nil {
@@ -495,48 +496,6 @@ func (g *Gateway) generate(r *http.Request, req *busv1.GenerateRequest, stops []
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	return finish, u, err
-}
-
-// stopCutter finds stop sequences in streamed text. It holds back the
-// tail that could be the start of a stop sequence until the next chunk
-// decides it.
-type stopCutter struct {
-	stops   []string
-	pending string
-}
-
-// push adds text and returns what may be sent now; hit reports that a
-// stop sequence was found, and the text before it is all that is left.
-func (s *stopCutter) push(text string) (out string, hit bool) {
-	buf := s.pending + text
-	first := -1
-	for _, stop := range s.stops {
-		if i := strings.Index(buf, stop); i >= 0 && (first < 0 || i < first) {
-			first = i
-		}
-	}
-	if first >= 0 {
-		s.pending = ""
-		return buf[:first], true
-	}
-	hold := 0
-	for _, stop := range s.stops {
-		for k := min(len(stop)-1, len(buf)); k > hold; k-- {
-			if strings.HasSuffix(buf, stop[:k]) {
-				hold = k
-				break
-			}
-		}
-	}
-	s.pending = buf[len(buf)-hold:]
-	return buf[:len(buf)-hold], false
-}
-
-// flush returns the held-back text at the end of the generation.
-func (s *stopCutter) flush() string {
-	out := s.pending
-	s.pending = ""
-	return out
 }
 
 func newID(prefix string) string {

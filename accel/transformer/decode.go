@@ -630,29 +630,6 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out []float32, lo, hi, kOff,
 	}
 }
 
-func kvDot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-func kvAxpy(y, x []float32, a float32) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] += a * v
-	}
-}
-
 // decActTask applies the MLP activation to chunks of rows of d.fc: GELU
 // (tanh form, as Model), or SwiGLU's silu(gate)·up.
 type decActTask struct {

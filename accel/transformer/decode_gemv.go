@@ -45,8 +45,8 @@ type VectorKernels interface {
 
 type portableVec struct{}
 
-func (portableVec) Dot(x, y []float32) float32         { return kvDot(x, y) }
-func (portableVec) Axpy(alpha float32, x, y []float32) { kvAxpy(y, x, alpha) }
+func (portableVec) Dot(x, y []float32) float32         { return dot(x, y) }
+func (portableVec) Axpy(alpha float32, x, y []float32) { axpy(alpha, x, y) }
 
 // gemvTask is one few-row product, cut into column ranges.
 type gemvTask struct {

@@ -286,16 +286,7 @@ func (s *Service) step(r *route, active []*sequence, lm *resident) ([]*sequence,
 				toks := res.Tokens[i]
 				q.pos += len(p.seqs[i]) + len(toks) - 1 // the cache holds all but the last
 				for _, next := range toks {
-					if uint32(next) == lm.eot && !q.ignoreEOS {
-						b.retire(q, event{finish: "stop", saved: q.saved})
-						break
-					}
-					q.ids = append(q.ids, next)
-					q.gen++
-					s.stats.tokens.Add(1)
-					q.events <- event{tok: next, saved: q.saved}
-					if q.gen >= q.maxTokens || len(q.ids) > nctx {
-						b.retire(q, event{finish: "length", saved: q.saved})
+					if !s.accept(b, q, next, lm.eot, nctx) {
 						break
 					}
 				}
@@ -314,22 +305,30 @@ func (s *Service) step(r *route, active []*sequence, lm *resident) ([]*sequence,
 			if i < len(res.ExitLayers) && res.ExitLayers[i] > 0 {
 				q.saved += int64(max(0, lm.cfg.NLayer-res.ExitLayers[i]))
 			}
-			next := q.sampler.Next(res.Logits[i])
-			if next < 0 || (uint32(next) == lm.eot && !q.ignoreEOS) {
-				b.retire(q, event{finish: "stop", saved: q.saved})
-				continue
-			}
-			q.ids = append(q.ids, next)
-			q.gen++
-			s.stats.tokens.Add(1)
-			q.events <- event{tok: next, saved: q.saved}
-			// A token past the context cannot be fed back.
-			if q.gen >= q.maxTokens || len(q.ids) > nctx {
-				b.retire(q, event{finish: "length", saved: q.saved})
-			}
+			s.accept(b, q, q.sampler.Next(res.Logits[i]), lm.eot, nctx)
 		}
 	}
 	return stillRunning(active), lm
+}
+
+// accept takes the token picked for q: it ends q at end-of-text (unless
+// ignored) or an empty pick, else appends and streams it and ends q at its
+// token limit or its context (a token past the context cannot be fed
+// back). It reports whether q goes on.
+func (s *Service) accept(b *batch, q *sequence, next int32, eot uint32, nctx int) bool {
+	if next < 0 || (uint32(next) == eot && !q.ignoreEOS) {
+		b.retire(q, event{finish: "stop", saved: q.saved})
+		return false
+	}
+	q.ids = append(q.ids, next)
+	q.gen++
+	s.stats.tokens.Add(1)
+	q.events <- event{tok: next, saved: q.saved}
+	if q.gen >= q.maxTokens || len(q.ids) > nctx {
+		b.retire(q, event{finish: "length", saved: q.saved})
+		return false
+	}
+	return true
 }
 
 func stillRunning(active []*sequence) []*sequence {

@@ -466,7 +466,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	sent := 0
 	finish := ""
 	var seq int64
-	cut := stopCutter{stops: req.Stop}
+	cut := sampling.NewStopCutter(req.Stop)
 	chunk := func(text string, tok int32) *busv1.GenerateChunk {
 		seq++
 		c := &busv1.GenerateChunk{Text: text, Seq: seq, PromptTokens: nPrompt, CompletionTokens: int32(len(gen)), LayersSaved: saved}
@@ -500,7 +500,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		if complete <= sent {
 			continue
 		}
-		piece, hit := cut.push(strings.ToValidUTF8(text[sent:complete], "\uFFFD"))
+		piece, hit := cut.Push(strings.ToValidUTF8(text[sent:complete], "\uFFFD"))
 		sent = complete
 		if hit {
 			finish = "stop"
@@ -515,13 +515,13 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		}
 	}
 	tail := ""
-	if text, _ := lm.tok.Decode(gen); len(text) > sent && !cut.hit {
+	if text, _ := lm.tok.Decode(gen); len(text) > sent && !cut.Hit() {
 		tail = strings.ToValidUTF8(text[sent:], "\uFFFD")
 	}
-	if !cut.hit {
+	if !cut.Hit() {
 		var hit bool
-		if tail, hit = cut.push(tail); !hit {
-			tail += cut.flush()
+		if tail, hit = cut.Push(tail); !hit {
+			tail += cut.Flush()
 		} else {
 			finish = "stop"
 		}
@@ -546,56 +546,6 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	last.Done, last.FinishReason = true, finish
 	emit(last)
 	return nil
-}
-
-// stopCutter finds stop sequences in streamed text. It holds back the
-// tail that could be the start of a stop sequence until the next piece
-// decides it.
-type stopCutter struct {
-	stops   []string
-	pending string
-	hit     bool
-}
-
-// push adds text and returns what may be sent now; hit reports that a
-// stop sequence was found, and the text before it is all that is left.
-func (c *stopCutter) push(text string) (out string, hit bool) {
-	if len(c.stops) == 0 {
-		return text, false
-	}
-	buf := c.pending + text
-	first := -1
-	for _, stop := range c.stops {
-		if i := strings.Index(buf, stop); i >= 0 && (first < 0 || i < first) {
-			first = i
-		}
-	}
-	if first >= 0 {
-		c.pending, c.hit = "", true
-		return buf[:first], true
-	}
-	hold := 0
-	for _, stop := range c.stops {
-		for k := min(len(stop)-1, len(buf)); k > hold; k-- {
-			if strings.HasSuffix(buf, stop[:k]) {
-				hold = k
-				break
-			}
-		}
-	}
-	// Never split a character: hold back whole runes.
-	for hold > 0 && hold < len(buf) && !utf8.RuneStart(buf[len(buf)-hold]) {
-		hold++
-	}
-	c.pending = buf[len(buf)-hold:]
-	return buf[:len(buf)-hold], false
-}
-
-// flush returns the held-back text at the end of the generation.
-func (c *stopCutter) flush() string {
-	out := c.pending
-	c.pending = ""
-	return out
 }
 
 // ErrUnavailable: the model's plugin died and did not come back within the
