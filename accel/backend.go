@@ -67,6 +67,15 @@ type OptimizerConfig struct {
 	// (bf16 operands, fp32 accumulation and master weights). A backend
 	// that cannot train in a precision refuses it with ErrInvalidArgument.
 	Precision string
+	// QAT is quantization-aware training: the forward pass sees every
+	// weight matrix rounded to symmetric per-output-channel INT8 (fake
+	// quantization); the gradient passes straight through to the FP32
+	// master weights.
+	QAT bool
+	// KeepSparsity keeps every weight that is exactly zero when the model
+	// is loaded at zero through training: the mask of a pruned model
+	// during its fine-tune.
+	KeepSparsity bool
 }
 
 // Training precisions.
@@ -103,6 +112,21 @@ type TrainStepRequest struct {
 	Batch, SeqLen   int
 	Inputs, Targets []int32
 	ReturnGradients bool
+	// Teacher, when set, makes the step a distillation step: the loss is
+	// Alpha·T²·KL(teacher_T ‖ student_T) + (1−Alpha)·CE(targets).
+	Teacher *SoftTargets
+}
+
+// SoftTargets are a teacher's top-K logits for every position of a
+// micro-batch (Batch·SeqLen·K values each, position-major, best first).
+// The teacher's distribution at temperature T is the softmax over its K
+// logits; the rest of the vocabulary has probability zero.
+type SoftTargets struct {
+	K           int
+	Indices     []int32
+	Logits      []float32
+	Temperature float32 // > 0
+	Alpha       float32 // in [0, 1]
 }
 
 // TrainStepResult holds the micro-batch loss and, if asked, its gradients
@@ -130,12 +154,28 @@ type EvalRequest struct {
 	ModelID         string
 	Batch, SeqLen   int
 	Inputs, Targets []int32
+	// TopK > 0 also returns each position's K largest logits (a teacher's
+	// soft targets for distillation).
+	TopK int
+	// ActivationStats also returns the largest |x| that entered each
+	// linear layer (activation calibration for W8A8 quantization).
+	ActivationStats bool
 }
+
+// MaxTopK bounds EvalRequest.TopK and SoftTargets.K.
+const MaxTopK = 256
 
 // EvalResult is the mean loss over Tokens targets.
 type EvalResult struct {
 	Loss   float64
 	Tokens int64
+	// TopKIndices and TopKLogits hold Batch·SeqLen·TopK entries,
+	// position-major, largest logit first (only with TopK).
+	TopKIndices []int32
+	TopKLogits  []float32
+	// ActivationMax maps a linear layer's weight tensor name to the
+	// largest |x| of its inputs (only with ActivationStats).
+	ActivationMax map[string]float32
 }
 
 // DecodeRequest asks for the next-token logits of each sequence: one

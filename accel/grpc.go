@@ -116,6 +116,7 @@ func (g *grpcClient) LoadModel(ctx context.Context, req LoadRequest) (LoadResult
 		pr.Optimizer = &accelv1.OptimizerConfig{
 			Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, GradClip: o.GradClip,
 			LabelSmoothing: o.LabelSmoothing, Precision: o.Precision,
+			Qat: o.QAT, KeepSparsity: o.KeepSparsity,
 		}
 	}
 	r, err := g.c.LoadModel(ctx, pr)
@@ -137,14 +138,21 @@ func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (Train
 	if err := checkInt32(req.Batch, req.SeqLen); err != nil {
 		return TrainStepResult{}, err
 	}
-	r, err := g.c.TrainStep(ctx, &accelv1.TrainStepRequest{
+	pr := &accelv1.TrainStepRequest{
 		ModelId:         req.ModelID,
 		Batch:           int32(req.Batch),
 		SeqLen:          int32(req.SeqLen),
 		Inputs:          req.Inputs,
 		Targets:         req.Targets,
 		ReturnGradients: req.ReturnGradients,
-	})
+	}
+	if t := req.Teacher; t != nil {
+		if t.K != int(int32(t.K)) {
+			return TrainStepResult{}, fmt.Errorf("%w: teacher k %d does not fit in int32", ErrInvalidArgument, t.K)
+		}
+		pr.Teacher = &accelv1.SoftTargets{K: int32(t.K), Indices: t.Indices, Logits: t.Logits, Temperature: t.Temperature, Alpha: t.Alpha}
+	}
+	r, err := g.c.TrainStep(ctx, pr)
 	if err != nil {
 		return TrainStepResult{}, fromStatus(ctx, "TrainStep", err)
 	}
@@ -167,17 +175,25 @@ func (g *grpcClient) Evaluate(ctx context.Context, req EvalRequest) (EvalResult,
 	if err := checkInt32(req.Batch, req.SeqLen); err != nil {
 		return EvalResult{}, err
 	}
+	if req.TopK != int(int32(req.TopK)) {
+		return EvalResult{}, fmt.Errorf("%w: top_k %d does not fit in int32", ErrInvalidArgument, req.TopK)
+	}
 	r, err := g.c.Evaluate(ctx, &accelv1.EvaluateRequest{
-		ModelId: req.ModelID,
-		Batch:   int32(req.Batch),
-		SeqLen:  int32(req.SeqLen),
-		Inputs:  req.Inputs,
-		Targets: req.Targets,
+		ModelId:         req.ModelID,
+		Batch:           int32(req.Batch),
+		SeqLen:          int32(req.SeqLen),
+		Inputs:          req.Inputs,
+		Targets:         req.Targets,
+		TopK:            int32(req.TopK),
+		ActivationStats: req.ActivationStats,
 	})
 	if err != nil {
 		return EvalResult{}, fromStatus(ctx, "Evaluate", err)
 	}
-	return EvalResult{Loss: r.GetLoss(), Tokens: r.GetTokens()}, nil
+	return EvalResult{
+		Loss: r.GetLoss(), Tokens: r.GetTokens(),
+		TopKIndices: r.GetTopKIndices(), TopKLogits: r.GetTopKLogits(), ActivationMax: r.GetActivationMax(),
+	}, nil
 }
 
 func (g *grpcClient) DecodeStep(ctx context.Context, req DecodeRequest) (DecodeResult, error) {
@@ -256,6 +272,7 @@ func (s *grpcServer) LoadModel(ctx context.Context, r *accelv1.LoadModelRequest)
 		req.Optimizer = &OptimizerConfig{
 			Beta1: o.GetBeta1(), Beta2: o.GetBeta2(), Eps: o.GetEps(), WeightDecay: o.GetWeightDecay(), GradClip: o.GetGradClip(),
 			LabelSmoothing: o.GetLabelSmoothing(), Precision: o.GetPrecision(),
+			QAT: o.GetQat(), KeepSparsity: o.GetKeepSparsity(),
 		}
 	}
 	res, err := s.impl.LoadModel(ctx, req)
@@ -266,14 +283,18 @@ func (s *grpcServer) LoadModel(ctx context.Context, r *accelv1.LoadModelRequest)
 }
 
 func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest) (*accelv1.TrainStepResponse, error) {
-	res, err := s.impl.TrainStep(ctx, TrainStepRequest{
+	req := TrainStepRequest{
 		ModelID:         r.GetModelId(),
 		Batch:           int(r.GetBatch()),
 		SeqLen:          int(r.GetSeqLen()),
 		Inputs:          r.GetInputs(),
 		Targets:         r.GetTargets(),
 		ReturnGradients: r.GetReturnGradients(),
-	})
+	}
+	if t := r.GetTeacher(); t != nil {
+		req.Teacher = &SoftTargets{K: int(t.GetK()), Indices: t.GetIndices(), Logits: t.GetLogits(), Temperature: t.GetTemperature(), Alpha: t.GetAlpha()}
+	}
+	res, err := s.impl.TrainStep(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -294,16 +315,21 @@ func (s *grpcServer) ApplyUpdate(ctx context.Context, r *accelv1.ApplyUpdateRequ
 
 func (s *grpcServer) Evaluate(ctx context.Context, r *accelv1.EvaluateRequest) (*accelv1.EvaluateResponse, error) {
 	res, err := s.impl.Evaluate(ctx, EvalRequest{
-		ModelID: r.GetModelId(),
-		Batch:   int(r.GetBatch()),
-		SeqLen:  int(r.GetSeqLen()),
-		Inputs:  r.GetInputs(),
-		Targets: r.GetTargets(),
+		ModelID:         r.GetModelId(),
+		Batch:           int(r.GetBatch()),
+		SeqLen:          int(r.GetSeqLen()),
+		Inputs:          r.GetInputs(),
+		Targets:         r.GetTargets(),
+		TopK:            int(r.GetTopK()),
+		ActivationStats: r.GetActivationStats(),
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &accelv1.EvaluateResponse{Loss: res.Loss, Tokens: res.Tokens}, nil
+	return &accelv1.EvaluateResponse{
+		Loss: res.Loss, Tokens: res.Tokens,
+		TopKIndices: res.TopKIndices, TopKLogits: res.TopKLogits, ActivationMax: res.ActivationMax,
+	}, nil
 }
 
 func (s *grpcServer) DecodeStep(ctx context.Context, r *accelv1.DecodeStepRequest) (*accelv1.DecodeStepResponse, error) {

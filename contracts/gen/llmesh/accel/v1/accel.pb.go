@@ -161,7 +161,13 @@ type OptimizerConfig struct {
 	LabelSmoothing float32 `protobuf:"fixed32,6,opt,name=label_smoothing,json=labelSmoothing,proto3" json:"label_smoothing,omitempty"`
 	// precision is "fp32" (default) or "bf16": bf16 operands with fp32
 	// accumulation, fp32 master weights, gradients and optimizer state.
-	Precision     string `protobuf:"bytes,7,opt,name=precision,proto3" json:"precision,omitempty"`
+	Precision string `protobuf:"bytes,7,opt,name=precision,proto3" json:"precision,omitempty"`
+	// qat trains with fake-quantized INT8 weights (straight-through
+	// estimator), so the quantized model loses less.
+	Qat bool `protobuf:"varint,8,opt,name=qat,proto3" json:"qat,omitempty"`
+	// keep_sparsity keeps weights that are exactly zero at load at zero
+	// (the mask of a pruned model during its fine-tune).
+	KeepSparsity  bool `protobuf:"varint,9,opt,name=keep_sparsity,json=keepSparsity,proto3" json:"keep_sparsity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,6 +249,20 @@ func (x *OptimizerConfig) GetPrecision() string {
 		return x.Precision
 	}
 	return ""
+}
+
+func (x *OptimizerConfig) GetQat() bool {
+	if x != nil {
+		return x.Qat
+	}
+	return false
+}
+
+func (x *OptimizerConfig) GetKeepSparsity() bool {
+	if x != nil {
+		return x.KeepSparsity
+	}
+	return false
 }
 
 type LoadModelRequest struct {
@@ -388,8 +408,10 @@ type TrainStepRequest struct {
 	Targets []int32 `protobuf:"varint,5,rep,packed,name=targets,proto3" json:"targets,omitempty"`
 	// return_gradients asks for this micro-batch's gradients (for allreduce).
 	ReturnGradients bool `protobuf:"varint,6,opt,name=return_gradients,json=returnGradients,proto3" json:"return_gradients,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// teacher, when set, makes this a distillation step.
+	Teacher       *SoftTargets `protobuf:"bytes,7,opt,name=teacher,proto3" json:"teacher,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TrainStepRequest) Reset() {
@@ -464,6 +486,92 @@ func (x *TrainStepRequest) GetReturnGradients() bool {
 	return false
 }
 
+func (x *TrainStepRequest) GetTeacher() *SoftTargets {
+	if x != nil {
+		return x.Teacher
+	}
+	return nil
+}
+
+// SoftTargets are a teacher's top-k logits per position (batch*seq_len*k
+// each, position-major, best first).
+type SoftTargets struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	K           int32                  `protobuf:"varint,1,opt,name=k,proto3" json:"k,omitempty"`
+	Indices     []int32                `protobuf:"varint,2,rep,packed,name=indices,proto3" json:"indices,omitempty"`
+	Logits      []float32              `protobuf:"fixed32,3,rep,packed,name=logits,proto3" json:"logits,omitempty"`
+	Temperature float32                `protobuf:"fixed32,4,opt,name=temperature,proto3" json:"temperature,omitempty"`
+	// alpha weighs the KL term against the cross-entropy (in [0, 1]).
+	Alpha         float32 `protobuf:"fixed32,5,opt,name=alpha,proto3" json:"alpha,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SoftTargets) Reset() {
+	*x = SoftTargets{}
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SoftTargets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SoftTargets) ProtoMessage() {}
+
+func (x *SoftTargets) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SoftTargets.ProtoReflect.Descriptor instead.
+func (*SoftTargets) Descriptor() ([]byte, []int) {
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SoftTargets) GetK() int32 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *SoftTargets) GetIndices() []int32 {
+	if x != nil {
+		return x.Indices
+	}
+	return nil
+}
+
+func (x *SoftTargets) GetLogits() []float32 {
+	if x != nil {
+		return x.Logits
+	}
+	return nil
+}
+
+func (x *SoftTargets) GetTemperature() float32 {
+	if x != nil {
+		return x.Temperature
+	}
+	return 0
+}
+
+func (x *SoftTargets) GetAlpha() float32 {
+	if x != nil {
+		return x.Alpha
+	}
+	return 0
+}
+
 type TrainStepResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Loss          float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
@@ -474,7 +582,7 @@ type TrainStepResponse struct {
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +594,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +607,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{6}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -528,7 +636,7 @@ type ApplyUpdateRequest struct {
 
 func (x *ApplyUpdateRequest) Reset() {
 	*x = ApplyUpdateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +648,7 @@ func (x *ApplyUpdateRequest) String() string {
 func (*ApplyUpdateRequest) ProtoMessage() {}
 
 func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +661,7 @@ func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{7}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyUpdateRequest) GetModelId() string {
@@ -588,7 +696,7 @@ type ApplyUpdateResponse struct {
 
 func (x *ApplyUpdateResponse) Reset() {
 	*x = ApplyUpdateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +708,7 @@ func (x *ApplyUpdateResponse) String() string {
 func (*ApplyUpdateResponse) ProtoMessage() {}
 
 func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +721,7 @@ func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{8}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyUpdateResponse) GetGradNorm() float64 {
@@ -631,19 +739,23 @@ func (x *ApplyUpdateResponse) GetStep() int64 {
 }
 
 type EvaluateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ModelId       string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
-	Batch         int32                  `protobuf:"varint,2,opt,name=batch,proto3" json:"batch,omitempty"`
-	SeqLen        int32                  `protobuf:"varint,3,opt,name=seq_len,json=seqLen,proto3" json:"seq_len,omitempty"`
-	Inputs        []int32                `protobuf:"varint,4,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
-	Targets       []int32                `protobuf:"varint,5,rep,packed,name=targets,proto3" json:"targets,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ModelId string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	Batch   int32                  `protobuf:"varint,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	SeqLen  int32                  `protobuf:"varint,3,opt,name=seq_len,json=seqLen,proto3" json:"seq_len,omitempty"`
+	Inputs  []int32                `protobuf:"varint,4,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
+	Targets []int32                `protobuf:"varint,5,rep,packed,name=targets,proto3" json:"targets,omitempty"`
+	// top_k > 0 also returns each position's top_k largest logits.
+	TopK int32 `protobuf:"varint,6,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	// activation_stats also returns the largest |x| entering each linear layer.
+	ActivationStats bool `protobuf:"varint,7,opt,name=activation_stats,json=activationStats,proto3" json:"activation_stats,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +767,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +780,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EvaluateRequest) GetModelId() string {
@@ -706,17 +818,35 @@ func (x *EvaluateRequest) GetTargets() []int32 {
 	return nil
 }
 
+func (x *EvaluateRequest) GetTopK() int32 {
+	if x != nil {
+		return x.TopK
+	}
+	return 0
+}
+
+func (x *EvaluateRequest) GetActivationStats() bool {
+	if x != nil {
+		return x.ActivationStats
+	}
+	return false
+}
+
 type EvaluateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Loss          float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
-	Tokens        int64                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Loss        float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
+	Tokens      int64                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	TopKIndices []int32                `protobuf:"varint,3,rep,packed,name=top_k_indices,json=topKIndices,proto3" json:"top_k_indices,omitempty"`
+	TopKLogits  []float32              `protobuf:"fixed32,4,rep,packed,name=top_k_logits,json=topKLogits,proto3" json:"top_k_logits,omitempty"`
+	// activation_max maps a linear layer's weight name to its largest input |x|.
+	ActivationMax map[string]float32 `protobuf:"bytes,5,rep,name=activation_max,json=activationMax,proto3" json:"activation_max,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +858,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +871,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EvaluateResponse) GetLoss() float64 {
@@ -758,6 +888,27 @@ func (x *EvaluateResponse) GetTokens() int64 {
 	return 0
 }
 
+func (x *EvaluateResponse) GetTopKIndices() []int32 {
+	if x != nil {
+		return x.TopKIndices
+	}
+	return nil
+}
+
+func (x *EvaluateResponse) GetTopKLogits() []float32 {
+	if x != nil {
+		return x.TopKLogits
+	}
+	return nil
+}
+
+func (x *EvaluateResponse) GetActivationMax() map[string]float32 {
+	if x != nil {
+		return x.ActivationMax
+	}
+	return nil
+}
+
 type Sequence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tokens        []int32                `protobuf:"varint,1,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
@@ -767,7 +918,7 @@ type Sequence struct {
 
 func (x *Sequence) Reset() {
 	*x = Sequence{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +930,7 @@ func (x *Sequence) String() string {
 func (*Sequence) ProtoMessage() {}
 
 func (x *Sequence) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +943,7 @@ func (x *Sequence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sequence.ProtoReflect.Descriptor instead.
 func (*Sequence) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Sequence) GetTokens() []int32 {
@@ -828,7 +979,7 @@ type DecodeStepRequest struct {
 
 func (x *DecodeStepRequest) Reset() {
 	*x = DecodeStepRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +991,7 @@ func (x *DecodeStepRequest) String() string {
 func (*DecodeStepRequest) ProtoMessage() {}
 
 func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1004,7 @@ func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepRequest.ProtoReflect.Descriptor instead.
 func (*DecodeStepRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DecodeStepRequest) GetModelId() string {
@@ -914,7 +1065,7 @@ type Logits struct {
 
 func (x *Logits) Reset() {
 	*x = Logits{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1077,7 @@ func (x *Logits) String() string {
 func (*Logits) ProtoMessage() {}
 
 func (x *Logits) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1090,7 @@ func (x *Logits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logits.ProtoReflect.Descriptor instead.
 func (*Logits) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Logits) GetValues() []float32 {
@@ -967,7 +1118,7 @@ type DecodeStepResponse struct {
 
 func (x *DecodeStepResponse) Reset() {
 	*x = DecodeStepResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1130,7 @@ func (x *DecodeStepResponse) String() string {
 func (*DecodeStepResponse) ProtoMessage() {}
 
 func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1143,7 @@ func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepResponse.ProtoReflect.Descriptor instead.
 func (*DecodeStepResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DecodeStepResponse) GetLogits() []*Logits {
@@ -1033,7 +1184,7 @@ type SaveWeightsRequest struct {
 
 func (x *SaveWeightsRequest) Reset() {
 	*x = SaveWeightsRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1196,7 @@ func (x *SaveWeightsRequest) String() string {
 func (*SaveWeightsRequest) ProtoMessage() {}
 
 func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1209,7 @@ func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsRequest.ProtoReflect.Descriptor instead.
 func (*SaveWeightsRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SaveWeightsRequest) GetModelId() string {
@@ -1086,7 +1237,7 @@ type SaveWeightsResponse struct {
 
 func (x *SaveWeightsResponse) Reset() {
 	*x = SaveWeightsResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1249,7 @@ func (x *SaveWeightsResponse) String() string {
 func (*SaveWeightsResponse) ProtoMessage() {}
 
 func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1262,7 @@ func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsResponse.ProtoReflect.Descriptor instead.
 func (*SaveWeightsResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SaveWeightsResponse) GetSafetensors() []byte {
@@ -1144,7 +1295,7 @@ type UnloadRequest struct {
 
 func (x *UnloadRequest) Reset() {
 	*x = UnloadRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1307,7 @@ func (x *UnloadRequest) String() string {
 func (*UnloadRequest) ProtoMessage() {}
 
 func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1320,7 @@ func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
 func (*UnloadRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UnloadRequest) GetModelId() string {
@@ -1187,7 +1338,7 @@ type UnloadResponse struct {
 
 func (x *UnloadResponse) Reset() {
 	*x = UnloadResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1350,7 @@ func (x *UnloadResponse) String() string {
 func (*UnloadResponse) ProtoMessage() {}
 
 func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1363,7 @@ func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
 func (*UnloadResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{19}
 }
 
 var File_llmesh_accel_v1_accel_proto protoreflect.FileDescriptor
@@ -1227,7 +1378,7 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x1a\n" +
 	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x12\x12\n" +
 	"\x04stub\x18\x05 \x01(\bR\x04stub\x12)\n" +
-	"\x10protocol_version\x18\x06 \x01(\rR\x0fprotocolVersion\"\xd6\x01\n" +
+	"\x10protocol_version\x18\x06 \x01(\rR\x0fprotocolVersion\"\x8d\x02\n" +
 	"\x0fOptimizerConfig\x12\x14\n" +
 	"\x05beta1\x18\x01 \x01(\x02R\x05beta1\x12\x14\n" +
 	"\x05beta2\x18\x02 \x01(\x02R\x05beta2\x12\x10\n" +
@@ -1235,7 +1386,9 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\fweight_decay\x18\x04 \x01(\x02R\vweightDecay\x12\x1b\n" +
 	"\tgrad_clip\x18\x05 \x01(\x02R\bgradClip\x12'\n" +
 	"\x0flabel_smoothing\x18\x06 \x01(\x02R\x0elabelSmoothing\x12\x1c\n" +
-	"\tprecision\x18\a \x01(\tR\tprecision\"\xbc\x01\n" +
+	"\tprecision\x18\a \x01(\tR\tprecision\x12\x10\n" +
+	"\x03qat\x18\b \x01(\bR\x03qat\x12#\n" +
+	"\rkeep_sparsity\x18\t \x01(\bR\fkeepSparsity\"\xbc\x01\n" +
 	"\x10LoadModelRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
@@ -1247,14 +1400,21 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x01 \x01(\x04R\n" +
 	"parameters\x12\x12\n" +
-	"\x04step\x18\x02 \x01(\x03R\x04step\"\xb9\x01\n" +
+	"\x04step\x18\x02 \x01(\x03R\x04step\"\xf1\x01\n" +
 	"\x10TrainStepRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x05R\x05batch\x12\x17\n" +
 	"\aseq_len\x18\x03 \x01(\x05R\x06seqLen\x12\x16\n" +
 	"\x06inputs\x18\x04 \x03(\x05R\x06inputs\x12\x18\n" +
 	"\atargets\x18\x05 \x03(\x05R\atargets\x12)\n" +
-	"\x10return_gradients\x18\x06 \x01(\bR\x0freturnGradients\"E\n" +
+	"\x10return_gradients\x18\x06 \x01(\bR\x0freturnGradients\x126\n" +
+	"\ateacher\x18\a \x01(\v2\x1c.llmesh.accel.v1.SoftTargetsR\ateacher\"\x85\x01\n" +
+	"\vSoftTargets\x12\f\n" +
+	"\x01k\x18\x01 \x01(\x05R\x01k\x12\x18\n" +
+	"\aindices\x18\x02 \x03(\x05R\aindices\x12\x16\n" +
+	"\x06logits\x18\x03 \x03(\x02R\x06logits\x12 \n" +
+	"\vtemperature\x18\x04 \x01(\x02R\vtemperature\x12\x14\n" +
+	"\x05alpha\x18\x05 \x01(\x02R\x05alpha\"E\n" +
 	"\x11TrainStepResponse\x12\x12\n" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x1c\n" +
 	"\tgradients\x18\x02 \x03(\x02R\tgradients\"r\n" +
@@ -1264,16 +1424,25 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\tgradients\x18\x03 \x03(\x02R\tgradients\"F\n" +
 	"\x13ApplyUpdateResponse\x12\x1b\n" +
 	"\tgrad_norm\x18\x01 \x01(\x01R\bgradNorm\x12\x12\n" +
-	"\x04step\x18\x02 \x01(\x03R\x04step\"\x8d\x01\n" +
+	"\x04step\x18\x02 \x01(\x03R\x04step\"\xcd\x01\n" +
 	"\x0fEvaluateRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x05R\x05batch\x12\x17\n" +
 	"\aseq_len\x18\x03 \x01(\x05R\x06seqLen\x12\x16\n" +
 	"\x06inputs\x18\x04 \x03(\x05R\x06inputs\x12\x18\n" +
-	"\atargets\x18\x05 \x03(\x05R\atargets\">\n" +
+	"\atargets\x18\x05 \x03(\x05R\atargets\x12\x13\n" +
+	"\x05top_k\x18\x06 \x01(\x05R\x04topK\x12)\n" +
+	"\x10activation_stats\x18\a \x01(\bR\x0factivationStats\"\xa3\x02\n" +
 	"\x10EvaluateResponse\x12\x12\n" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x16\n" +
-	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\"\"\n" +
+	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\x12\"\n" +
+	"\rtop_k_indices\x18\x03 \x03(\x05R\vtopKIndices\x12 \n" +
+	"\ftop_k_logits\x18\x04 \x03(\x02R\n" +
+	"topKLogits\x12[\n" +
+	"\x0eactivation_max\x18\x05 \x03(\v24.llmesh.accel.v1.EvaluateResponse.ActivationMaxEntryR\ractivationMax\x1a@\n" +
+	"\x12ActivationMaxEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\"\n" +
 	"\bSequence\x12\x16\n" +
 	"\x06tokens\x18\x01 \x03(\x05R\x06tokens\"\xfc\x01\n" +
 	"\x11DecodeStepRequest\x12\x19\n" +
@@ -1327,7 +1496,7 @@ func file_llmesh_accel_v1_accel_proto_rawDescGZIP() []byte {
 	return file_llmesh_accel_v1_accel_proto_rawDescData
 }
 
-var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_llmesh_accel_v1_accel_proto_goTypes = []any{
 	(*InfoRequest)(nil),         // 0: llmesh.accel.v1.InfoRequest
 	(*InfoResponse)(nil),        // 1: llmesh.accel.v1.InfoResponse
@@ -1335,46 +1504,50 @@ var file_llmesh_accel_v1_accel_proto_goTypes = []any{
 	(*LoadModelRequest)(nil),    // 3: llmesh.accel.v1.LoadModelRequest
 	(*LoadModelResponse)(nil),   // 4: llmesh.accel.v1.LoadModelResponse
 	(*TrainStepRequest)(nil),    // 5: llmesh.accel.v1.TrainStepRequest
-	(*TrainStepResponse)(nil),   // 6: llmesh.accel.v1.TrainStepResponse
-	(*ApplyUpdateRequest)(nil),  // 7: llmesh.accel.v1.ApplyUpdateRequest
-	(*ApplyUpdateResponse)(nil), // 8: llmesh.accel.v1.ApplyUpdateResponse
-	(*EvaluateRequest)(nil),     // 9: llmesh.accel.v1.EvaluateRequest
-	(*EvaluateResponse)(nil),    // 10: llmesh.accel.v1.EvaluateResponse
-	(*Sequence)(nil),            // 11: llmesh.accel.v1.Sequence
-	(*DecodeStepRequest)(nil),   // 12: llmesh.accel.v1.DecodeStepRequest
-	(*Logits)(nil),              // 13: llmesh.accel.v1.Logits
-	(*DecodeStepResponse)(nil),  // 14: llmesh.accel.v1.DecodeStepResponse
-	(*SaveWeightsRequest)(nil),  // 15: llmesh.accel.v1.SaveWeightsRequest
-	(*SaveWeightsResponse)(nil), // 16: llmesh.accel.v1.SaveWeightsResponse
-	(*UnloadRequest)(nil),       // 17: llmesh.accel.v1.UnloadRequest
-	(*UnloadResponse)(nil),      // 18: llmesh.accel.v1.UnloadResponse
+	(*SoftTargets)(nil),         // 6: llmesh.accel.v1.SoftTargets
+	(*TrainStepResponse)(nil),   // 7: llmesh.accel.v1.TrainStepResponse
+	(*ApplyUpdateRequest)(nil),  // 8: llmesh.accel.v1.ApplyUpdateRequest
+	(*ApplyUpdateResponse)(nil), // 9: llmesh.accel.v1.ApplyUpdateResponse
+	(*EvaluateRequest)(nil),     // 10: llmesh.accel.v1.EvaluateRequest
+	(*EvaluateResponse)(nil),    // 11: llmesh.accel.v1.EvaluateResponse
+	(*Sequence)(nil),            // 12: llmesh.accel.v1.Sequence
+	(*DecodeStepRequest)(nil),   // 13: llmesh.accel.v1.DecodeStepRequest
+	(*Logits)(nil),              // 14: llmesh.accel.v1.Logits
+	(*DecodeStepResponse)(nil),  // 15: llmesh.accel.v1.DecodeStepResponse
+	(*SaveWeightsRequest)(nil),  // 16: llmesh.accel.v1.SaveWeightsRequest
+	(*SaveWeightsResponse)(nil), // 17: llmesh.accel.v1.SaveWeightsResponse
+	(*UnloadRequest)(nil),       // 18: llmesh.accel.v1.UnloadRequest
+	(*UnloadResponse)(nil),      // 19: llmesh.accel.v1.UnloadResponse
+	nil,                         // 20: llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
 }
 var file_llmesh_accel_v1_accel_proto_depIdxs = []int32{
 	2,  // 0: llmesh.accel.v1.LoadModelRequest.optimizer:type_name -> llmesh.accel.v1.OptimizerConfig
-	11, // 1: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
-	13, // 2: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
-	11, // 3: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
-	0,  // 4: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
-	3,  // 5: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
-	5,  // 6: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
-	7,  // 7: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
-	9,  // 8: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
-	12, // 9: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
-	15, // 10: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
-	17, // 11: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
-	1,  // 12: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
-	4,  // 13: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
-	6,  // 14: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
-	8,  // 15: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
-	10, // 16: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
-	14, // 17: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
-	16, // 18: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
-	18, // 19: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	6,  // 1: llmesh.accel.v1.TrainStepRequest.teacher:type_name -> llmesh.accel.v1.SoftTargets
+	20, // 2: llmesh.accel.v1.EvaluateResponse.activation_max:type_name -> llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
+	12, // 3: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
+	14, // 4: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
+	12, // 5: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
+	0,  // 6: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
+	3,  // 7: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
+	5,  // 8: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
+	8,  // 9: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
+	10, // 10: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
+	13, // 11: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
+	16, // 12: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
+	18, // 13: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
+	1,  // 14: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
+	4,  // 15: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
+	7,  // 16: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
+	9,  // 17: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
+	11, // 18: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
+	15, // 19: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
+	17, // 20: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
+	19, // 21: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_accel_v1_accel_proto_init() }
@@ -1388,7 +1561,7 @@ func file_llmesh_accel_v1_accel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_accel_v1_accel_proto_rawDesc), len(file_llmesh_accel_v1_accel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
