@@ -45,6 +45,7 @@ type Model struct {
 
 	// Training options.
 	labelSmoothing float32
+	kd             distillState // the teacher of a distillation pass in flight (distill.go)
 
 	// Shape of the batch in flight, read by the parallel tasks.
 	B, T, N  int
@@ -742,6 +743,10 @@ func (t *ceTask) Run(i int) {
 	m := t.m
 	V, N := m.cfg.VocabSize, m.N
 	lo, hi := chunkRange(i, m.chunks(N), N)
+	if m.kd.st != nil {
+		m.kd.rows(m, i, lo, hi)
+		return
+	}
 	for r := lo; r < hi; r++ {
 		m.rowLoss[r] = crossEntropyRow(m.a.logits[r*V:(r+1)*V], int(m.targets[r]), m.labelSmoothing, m.ceScale, m.train)
 	}
