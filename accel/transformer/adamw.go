@@ -19,6 +19,7 @@ type AdamW struct {
 	m, v   []float32
 	step   int64
 	decay  [][2]int // [start, end) ranges of the flat vector that decay, ascending
+	mask   *SparsityMask
 	part   []float64
 	task   adamTask
 }
@@ -58,8 +59,31 @@ func (o *AdamW) SetState(s AdamWState) error {
 	copy(o.m, s.M)
 	copy(o.v, s.V)
 	o.step = s.Step
+	if o.mask != nil {
+		o.mask.Apply(o.m)
+		o.mask.Apply(o.v)
+	}
 	return nil
 }
+
+// SetMask makes every later Step keep the masked parameters at zero: their
+// gradients are left out of the global norm (and so of clipping), and
+// after the update the parameters and both moments are zero. SetMask
+// clears the masked moments now; nil removes the mask.
+func (o *AdamW) SetMask(s *SparsityMask) error {
+	if s != nil && s.Size() != len(o.m) {
+		return fmt.Errorf("%w: sparsity mask covers %d parameters, the optimizer %d", ErrInvalidInput, s.Size(), len(o.m))
+	}
+	o.mask = s
+	if s != nil {
+		s.Apply(o.m)
+		s.Apply(o.v)
+	}
+	return nil
+}
+
+// Mask returns the mask set by SetMask, or nil.
+func (o *AdamW) Mask() *SparsityMask { return o.mask }
 
 // adamBlock is how many parameters one parallel piece of Step covers.
 const adamBlock = 1 << 15
@@ -76,15 +100,23 @@ type adamTask struct {
 
 func (t *adamTask) Run(i int) {
 	lo, hi := i*adamBlock, min((i+1)*adamBlock, len(t.params))
+	o := t.o
 	if t.norm {
 		var ss float64
-		for _, g := range t.grads[lo:hi] {
-			ss += float64(g) * float64(g)
+		if mk := o.mask; mk != nil {
+			for j := lo; j < hi; j++ {
+				if !mk.Has(j) {
+					ss += float64(t.grads[j]) * float64(t.grads[j])
+				}
+			}
+		} else {
+			for _, g := range t.grads[lo:hi] {
+				ss += float64(g) * float64(g)
+			}
 		}
 		t.part[i] = ss
 		return
 	}
-	o := t.o
 	// Walk the decay ranges that meet [lo, hi).
 	pos := lo
 	for _, r := range o.decay {
@@ -104,6 +136,11 @@ func (t *adamTask) Run(i int) {
 	}
 	if pos < hi {
 		t.update(pos, hi, 0)
+	}
+	if mk := o.mask; mk != nil {
+		mk.applyRange(t.params, lo, hi)
+		mk.applyRange(o.m, lo, hi)
+		mk.applyRange(o.v, lo, hi)
 	}
 }
 
@@ -126,7 +163,8 @@ func (t *adamTask) update(lo, hi int, wd float32) {
 
 // Step applies one update with learning rate lr: clips grads to the global
 // norm Config.GradClip (when positive), then updates params, in parallel
-// over blocks. It returns the gradient norm before clipping.
+// over blocks, and zeroes the masked ones (SetMask). It returns the
+// gradient norm before clipping (of the unmasked gradients).
 func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 	if len(params) != len(o.m) || len(grads) != len(o.m) {
 		panic(fmt.Sprintf("adamw: %d params and %d grads for %d moments", len(params), len(grads), len(o.m)))
