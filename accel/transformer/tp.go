@@ -353,6 +353,9 @@ func (o *AdamW) StepTP(ctx context.Context, m *TPModel, lr float32) (float64, er
 	if len(o.m) != len(m.params) {
 		return 0, fmt.Errorf("%w: optimizer of %d parameters for a tensor parallel slice of %d", ErrInvalidInput, len(o.m), len(m.params))
 	}
+	if o.mask != nil {
+		return 0, fmt.Errorf("%w: a sparsity mask (SetMask) is not supported in tensor parallel", ErrInvalidInput)
+	}
 	var split, repl float64
 	for _, r := range m.runs {
 		var ss float64

@@ -148,10 +148,13 @@ func (s *Service) runShard(ctx context.Context, jobID string, specJSON []byte, j
 	host, _ := os.Hostname()
 	m.info = memberInfo{ID: hex.EncodeToString(id[:]), Joined: time.Now().UnixNano(), Host: host, PID: os.Getpid(),
 		ConfigSHA: hashHex(compactJSON(m.spec.Config)), Tokenizer: m.tokRef, Fingerprint: m.fingerprint(), State: "waiting"}
-	if m.be, err = s.host.Launch(ctx, m.spec.Backend); err != nil {
-		return Result{}, fmt.Errorf("trainer: launch %s backend: %w", m.spec.Backend, err)
+	// Tensor-parallel shards compute in this process (tp.go).
+	if m.spec.Parallel != ParallelTensor {
+		if m.be, err = s.host.Launch(ctx, m.spec.Backend); err != nil {
+			return Result{}, fmt.Errorf("trainer: launch %s backend: %w", m.spec.Backend, err)
+		}
+		defer m.be.Close()
 	}
-	defer m.be.Close()
 
 	hctx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -160,7 +163,11 @@ func (s *Service) runShard(ctx context.Context, jobID string, specJSON []byte, j
 	}
 	go m.heartbeat(hctx)
 	defer func() { _ = m.shards.Delete(context.WithoutCancel(ctx), m.key()) }()
-	m.log.Info("shard joined", "pid", m.info.PID, "backend_pid", m.be.Pid())
+	if m.be != nil {
+		m.log.Info("shard joined", "pid", m.info.PID, "backend_pid", m.be.Pid())
+	} else {
+		m.log.Info("shard joined", "pid", m.info.PID, "parallel", m.spec.Parallel)
+	}
 	if joined != nil {
 		if err := joined(); err != nil {
 			return Result{}, err
@@ -179,7 +186,11 @@ func (s *Service) runShard(ctx context.Context, jobID string, specJSON []byte, j
 		if err != nil {
 			return m.res, err
 		}
-		res, err := m.runGen(ctx, p)
+		runGen := m.runGen
+		if m.spec.Parallel == ParallelTensor {
+			runGen = m.runGenTP
+		}
+		res, err := runGen(ctx, p)
 		if err == nil {
 			return res, nil
 		}
@@ -217,6 +228,10 @@ func (m *member) fingerprint() string {
 	js, _ := json.Marshal([]any{compactJSON(sp.Config), m.tokRef, sp.TrainRefs, sp.ValRef, sp.Seed, sp.Steps, sp.Batch, sp.SeqLen,
 		sp.GradAccum, sp.LR, sp.MinLR, sp.Warmup, sp.WeightDecay, sp.GradClip, sp.Schedule, sp.SGDRPeriod, sp.SGDRMult, sp.EvalEvery,
 		sp.EvalBatches, sp.CheckpointEvery, sp.Patience, sp.Model, sp.LabelSmoothing, sp.Precision})
+	if sp.Parallel == ParallelTensor {
+		// Kept out of data-parallel fingerprints, which stay as they were.
+		js = append(js, ParallelTensor...)
+	}
 	return hashHex(js)
 }
 

@@ -81,6 +81,13 @@ type Spec struct {
 	// Patience stops training early after that many evaluations without a
 	// lower validation loss (0: never).
 	Patience int `json:"patience,omitempty"`
+	// Parallel is "data" (the default: each shard trains its rows of the
+	// batch and the gradients are all-reduced) or "tensor": the shards
+	// split every layer (attention heads, MLP columns) and all-reduce
+	// activations (see tp.go). Tensor parallelism needs shards to divide
+	// n_head and 4·n_embd, a fixed ring (min_shards = max_shards = shards),
+	// fp32 and no early-exit heads.
+	Parallel string `json:"parallel,omitempty"`
 
 	cfg transformer.Config
 }
@@ -161,6 +168,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.GradClip == 0 {
 		s.GradClip = 1
+	}
+	if err := s.validateParallel(); err != nil {
+		return err
 	}
 	if err := s.validateShards(); err != nil {
 		return err

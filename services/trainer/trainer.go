@@ -43,6 +43,10 @@ type Config struct {
 	// data-parallel job (<dir>/<job>/events.out.tfevents.*), written by
 	// the shard that is rank 0.
 	TensorBoardDir string
+	// TensorThreads is how many threads each shard of a tensor-parallel
+	// job runs its math on (0: GOMAXPROCS). Tensor-parallel shards compute
+	// in the trainer process, not in a plugin (see tp.go).
+	TensorThreads int
 }
 
 // Service is one trainer shard.
@@ -54,6 +58,7 @@ type Service struct {
 	chunkBytes int
 	shardConc  int
 	tbDir      string
+	tpThreads  int
 	gauges     gauges
 }
 
@@ -83,6 +88,11 @@ type Result struct {
 	AllReduceSeconds float64 `json:"allreduce_seconds,omitempty"`
 	StoppedEarly     bool    `json:"stopped_early,omitempty"`
 	Spare            bool    `json:"spare,omitempty"`
+	// Parallel is "tensor" for tensor-parallel jobs; AllReduceSeconds
+	// then counts the activation and gradient-norm allreduces of the
+	// training steps, and AllReduces how many there were.
+	Parallel   string `json:"parallel,omitempty"`
+	AllReduces int64  `json:"allreduces,omitempty"`
 }
 
 // New validates cfg and builds the service.
@@ -94,11 +104,11 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.Heartbeat < 0 || cfg.ChunkBytes < 0 || cfg.ShardConcurrency < 0 {
-		return nil, errors.New("trainer: negative heartbeat, chunk bytes or shard concurrency")
+	if cfg.Heartbeat < 0 || cfg.ChunkBytes < 0 || cfg.ShardConcurrency < 0 || cfg.TensorThreads < 0 {
+		return nil, errors.New("trainer: negative heartbeat, chunk bytes, shard concurrency or tensor threads")
 	}
 	s := &Service{bus: cfg.Bus, host: cfg.Host, log: log.With("service", "trainer"), heartbeat: cfg.Heartbeat,
-		chunkBytes: cfg.ChunkBytes, shardConc: cfg.ShardConcurrency, tbDir: cfg.TensorBoardDir}
+		chunkBytes: cfg.ChunkBytes, shardConc: cfg.ShardConcurrency, tbDir: cfg.TensorBoardDir, tpThreads: cfg.TensorThreads}
 	if s.heartbeat == 0 {
 		s.heartbeat = DefaultHeartbeat
 	}

@@ -1,0 +1,171 @@
+package trainer
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmesh/llmesh/accel/transformer"
+	"github.com/llmesh/llmesh/bus/tensor"
+	"github.com/llmesh/llmesh/services/internal/jobspec"
+)
+
+// tpConfig has two layers and two heads: a group of two splits both.
+const tpConfig = `{"vocab_size":64,"n_ctx":16,"n_embd":24,"n_layer":2,"n_head":2}`
+
+// A tensor-parallel job on two shards follows the loss curve of a
+// one-shard job (same seed, same batches), all-reducing activations over
+// the bus, and registers a full checkpoint that loads in the normal path.
+func TestTensorParallelMatchesOneShard(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) {
+		c.Heartbeat = 100 * time.Millisecond
+		c.ChunkBytes = 4 << 10 // activations travel in several pieces
+		c.TensorThreads = 1
+	})
+	spec := func(shards int, model, parallel string) map[string]any {
+		return e.dpSpec(t, shards, func(s map[string]any) {
+			s["model"] = model
+			s["config"] = json.RawMessage(tpConfig)
+			s["label_smoothing"] = 0.05
+			if parallel != "" {
+				s["parallel"] = parallel
+			}
+		})
+	}
+	one := e.submit(t, spec(1, "one", ""))
+	r1 := e.succeeded(t, one)
+	two := e.submit(t, spec(2, "tp", ParallelTensor))
+	r2 := e.succeeded(t, two)
+
+	if r2.Parallel != ParallelTensor || r2.Shards != 2 || r2.Steps != 24 || r2.Tokens != r1.Tokens {
+		t.Errorf("results: one %+v, tensor-parallel %+v", r1, r2)
+	}
+	// Per step: 4 allreduces per layer and one for the gradient norm.
+	if want := int64(24 * (4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 {
+		t.Errorf("%d allreduces in %.3f s, want %d", r2.AllReduces, r2.AllReduceSeconds, want)
+	}
+	c1, c2 := e.curve(t, one), e.curve(t, two)
+	if len(c1) != 24 || len(c2) != 24 {
+		t.Fatalf("loss logged at %d and %d steps, want 24 each", len(c1), len(c2))
+	}
+	// The products are split and summed in another order (and run on
+	// other kernels than the plugin's): the curves agree to float32
+	// rounding, amplified a little by AdamW.
+	var worst float64
+	for step, l1 := range c1 {
+		d := math.Abs(c2[step]-l1) / l1
+		worst = max(worst, d)
+		if d > 0.01 {
+			t.Errorf("step %d: loss %.5f tensor-parallel, %.5f on one shard (%.2g relative)", step, c2[step], l1, d)
+		}
+	}
+	t.Logf("loss curves: largest relative difference %.2g; final validation loss %.5f (one shard), %.5f (tensor-parallel); allreduce %.0f%% of the run",
+		worst, r1.FinalLoss, r2.FinalLoss, 100*r2.AllReduceSeconds/r2.Seconds)
+	if d := math.Abs(r2.FinalLoss-r1.FinalLoss) / r1.FinalLoss; d > 0.01 {
+		t.Errorf("final validation loss %.5f tensor-parallel, %.5f on one shard", r2.FinalLoss, r1.FinalLoss)
+	}
+	if !(r2.FinalLoss < r2.InitialLoss-0.5) {
+		t.Errorf("tensor-parallel: validation loss %.4f -> %.4f, not clearly lower", r2.InitialLoss, r2.FinalLoss)
+	}
+
+	// The registered checkpoint is the full model: it loads unsplit and
+	// gives the job's final validation loss.
+	rec, err := e.b.GetModel(t.Context(), "tp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.b.GetObject(t.Context(), rec.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := transformer.ReadCheckpoint(w, transformer.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Step != 24 || ck.Optimizer == nil || ck.Optimizer.Step != 24 || ck.Model.NumParams() != int(r2.Parameters) {
+		t.Errorf("checkpoint at step %d with %d parameters (optimizer %v), want step 24 and %d", ck.Step, ck.Model.NumParams(), ck.Optimizer != nil, r2.Parameters)
+	}
+	var sp Spec
+	js, _ := json.Marshal(spec(2, "tp", ParallelTensor))
+	if err := jobspec.Decode("train", js, &sp); err != nil {
+		t.Fatal(err)
+	}
+	set, err := e.b.GetTensors(t.Context(), sp.ValRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt, _ := set.Get("tokens")
+	u, err := tensor.Uint16s(tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]int32, len(u))
+	for i, v := range u {
+		val[i] = int32(v)
+	}
+	// The trainer's evaluation windows (run.evaluate).
+	B, T := sp.Batch, sp.SeqLen
+	windows := (len(val) - 1) / T
+	n := min(sp.EvalBatches*B, windows)
+	stride := max(windows/n, 1)
+	var sum float64
+	for start := 0; start < n; start += B {
+		rows := min(B, n-start)
+		in, tgt := make([]int32, rows*T), make([]int32, rows*T)
+		for i := range rows {
+			off := (start + i) * stride * T
+			copy(in[i*T:], val[off:off+T])
+			copy(tgt[i*T:], val[off+1:off+T+1])
+		}
+		l, err := ck.Model.Loss(in, tgt, rows, T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += l * float64(rows*T)
+	}
+	if got := sum / float64(n*T); math.Abs(got-r2.FinalLoss) > 1e-4*r2.FinalLoss {
+		t.Errorf("the registered checkpoint's validation loss is %.6f, the job reported %.6f", got, r2.FinalLoss)
+	}
+}
+
+func TestSpecParallel(t *testing.T) {
+	base := `"model":"m","train_ref":"` + trainRef + `","val_ref":"` + valRef + `","config":` + tpConfig
+	tests := map[string]struct {
+		spec    string
+		wantErr string
+	}{
+		"tensor":               {spec: `{` + base + `,"shards":2,"parallel":"tensor"}`},
+		"data":                 {spec: `{` + base + `,"shards":2,"parallel":"data"}`},
+		"tensor of one":        {spec: `{` + base + `,"shards":1,"parallel":"tensor"}`},
+		"unknown mode":         {spec: `{` + base + `,"shards":2,"parallel":"pipeline"}`, wantErr: `parallel "pipeline"`},
+		"tensor without shard": {spec: `{` + base + `,"parallel":"tensor"}`, wantErr: "needs shards"},
+		"heads not divisible":  {spec: `{` + base + `,"shards":3,"parallel":"tensor"}`, wantErr: "3 shards must divide n_head 2"},
+		"elastic group":        {spec: `{` + base + `,"shards":2,"min_shards":1,"parallel":"tensor"}`, wantErr: "fixed size"},
+		"bf16":                 {spec: `{` + base + `,"shards":2,"precision":"bf16","parallel":"tensor"}`, wantErr: "fp32"},
+		"exit heads": {spec: `{` + strings.Replace(base, `"n_head":2`, `"n_head":2,"exit_layers":[1]`, 1) + `,"shards":2,"parallel":"tensor"}`,
+			wantErr: "early-exit"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var s Spec
+			err := jobspec.Decode("train", []byte(tc.spec), &s)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Parallel == ParallelTensor && (s.MinShards != s.Shards || s.MaxShards != s.Shards) {
+					t.Errorf("tensor-parallel group of %d: min_shards %d, max_shards %d", s.Shards, s.MinShards, s.MaxShards)
+				}
+				if name == "data" && s.Parallel != "" {
+					t.Errorf("parallel %q, want the default", s.Parallel)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
