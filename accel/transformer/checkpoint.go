@@ -30,8 +30,15 @@ type Checkpoint struct {
 
 // WriteCheckpoint writes m's weights as F32 tensors with GPT-2 names, the
 // config and step in the metadata and, when opt is not nil, the optimizer
-// moments as optimizer.m.<name> and optimizer.v.<name>.
+// moments as optimizer.m.<name> and optimizer.v.<name>. An INT8 model
+// (read from a quantized checkpoint) is written quantized (see Quantize).
 func WriteCheckpoint(w io.Writer, m *Model, step int64, opt *AdamWState) error {
+	if m.int8 != nil {
+		if opt != nil {
+			return fmt.Errorf("%w: an INT8 model has no optimizer state", ErrInvalidInput)
+		}
+		return writeQuantized(w, m, m.int8, step)
+	}
 	ps := m.Params()
 	ts := make([]Tensor, 0, 3*len(ps))
 	for _, p := range ps {
@@ -62,6 +69,7 @@ func WriteCheckpoint(w io.Writer, m *Model, step int64, opt *AdamWState) error {
 // carry GPT-2's "transformer." prefix; GPT-2's attention mask buffers
 // (attn.bias, attn.masked_bias) and the tied lm_head.weight are ignored;
 // any other unknown tensor is an error. F16 and BF16 weights are widened.
+// A quantized checkpoint (see Quantize) gives an INT8 model.
 func ReadCheckpoint(data []byte, cfg Config, k Kernels) (*Checkpoint, error) {
 	st, err := ReadSafetensors(data)
 	if err != nil {
@@ -77,6 +85,9 @@ func ReadCheckpoint(data []byte, cfg Config, k Kernels) (*Checkpoint, error) {
 		}
 	} else if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if _, ok := st.Metadata[MetaQuantization]; ok {
+		return readQuantized(st, cfg, k)
 	}
 	ck := &Checkpoint{}
 	if s, ok := st.Metadata[MetaStep]; ok {

@@ -57,8 +57,13 @@ type gemvTask struct {
 	per        int // columns per piece, a multiple of 16
 }
 
-// matmul adds in[N,I]·W[I,O] to out[N,O], or in[N,I]·W[O,I]ᵀ when transB.
+// matmul adds in[N,I]·W[I,O] to out[N,O], or in[N,I]·W[O,I]ᵀ when transB;
+// an INT8 model's quantized matrices run on the INT8 kernels.
 func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
+	if qm := d.m.int8Mat(w); qm != nil {
+		d.m.int8.product(&d.m.int8.dScr, qm, out, in, N, true, d.k)
+		return
+	}
 	if N > gemvMaxRows {
 		if pk, ok := d.k.(PackedKernels); ok {
 			if pb := d.packed(pk, transB, w, I, O); pb != nil {
@@ -138,9 +143,10 @@ func axpy4(y, w0, w1, w2, w3 []float32, a0, a1, a2, a3 float32) {
 const transposedMaxParams = 1 << 25
 
 // transposed returns w [I, O] as [O, I], built on first use and kept until
-// Reset; nil when the model is too large to keep copies.
+// Reset; nil when the model is too large to keep copies, or for an INT8
+// matrix (matmul runs those on the INT8 kernels).
 func (d *Decoder) transposed(w []float32, I, O int) []float32 {
-	if len(d.m.params) > transposedMaxParams {
+	if len(d.m.params) > transposedMaxParams || d.m.int8Mat(w) != nil {
 		return nil
 	}
 	if d.wT == nil {

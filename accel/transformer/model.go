@@ -45,6 +45,12 @@ type Model struct {
 
 	// Training options.
 	labelSmoothing float32
+
+	// Quantization (quant_model.go): an INT8 model's matrices, QAT's
+	// fake-quantized weights, activation statistics in progress.
+	int8  *int8State
+	qat   *qatState
+	stats *actStats
 	kd             distillState // the teacher of a distillation pass in flight (distill.go)
 
 	// Shape of the batch in flight, read by the parallel tasks.
@@ -179,6 +185,9 @@ func (m *Model) ForwardBackward(inputs, targets []int32, B, T int) (float64, err
 	if err := m.checkBatch(inputs, targets, B, T); err != nil {
 		return 0, err
 	}
+	if err := m.checkTrainable(); err != nil {
+		return 0, err
+	}
 	m.ensureGrads()
 	m.train = true
 	m.forward(inputs, B, T)
@@ -256,7 +265,7 @@ func (m *Model) NextLogits(seqs [][]int32) ([][]float32, error) {
 		copy(last[b*D:(b+1)*D], m.a.lnf[(b*T+n-1)*D:])
 	}
 	out := make([]float32, B*V)
-	m.k.Sgemm(false, true, B, V, D, 1, last, D, m.p.wte, D, 0, out, V)
+	m.product(true, out, last, m.p.wte, B, D, V, 0)
 	rows := make([][]float32, B)
 	for b := range rows {
 		rows[b] = out[b*V : (b+1)*V : (b+1)*V]
@@ -361,10 +370,14 @@ func (m *Model) forward(inputs []int32, B, T int) {
 	c := m.cfg
 	D, N, L := c.NEmbd, B*T, c.NLayer
 	a := &m.a
+	if m.qat != nil {
+		m.refreshQAT()
+	}
+	wte := m.fwdW(m.p.wte)
 	x := a.resid[0][:N*D]
 	for i, tok := range inputs {
 		row := x[i*D : (i+1)*D]
-		copy(row, m.p.wte[int(tok)*D:])
+		copy(row, wte[int(tok)*D:])
 		if !c.RoPE() {
 			pos := m.p.wpe[(i%T)*D : (i%T+1)*D]
 			for j := range row {
@@ -385,16 +398,16 @@ func (m *Model) forward(inputs []int32, B, T int) {
 		x1 := a.x1[l][:N*D]
 		// Biases of c_proj, c_fc and c_gate are added by the fused
 		// kernel that reads each product next.
-		m.k.Sgemm(false, false, N, D, D, 1, a.y[l], D, lp.projW, D, 0, x1, D)
+		m.product(false, x1, a.y[l], lp.projW, N, D, D, 0)
 		m.addNorm(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], x1, in, lp.projB, lp.ln2W, lp.ln2B)
-		m.k.Sgemm(false, false, N, 4*D, D, 1, a.ln2[l], D, lp.fcW, 4*D, 0, a.fc[l], 4*D)
+		m.product(false, a.fc[l], a.ln2[l], lp.fcW, N, D, 4*D, 0)
 		if c.SwiGLU() {
-			m.k.Sgemm(false, false, N, 4*D, D, 1, a.ln2[l], D, lp.gateW, 4*D, 0, a.gate[l], 4*D)
+			m.product(false, a.gate[l], a.ln2[l], lp.gateW, N, D, 4*D, 0)
 		}
 		m.tGelu.backward = false
 		m.pool.Run(&m.tGelu, m.chunks(N))
 		out := a.resid[l+1][:N*D]
-		m.k.Sgemm(false, false, N, D, 4*D, 1, a.gelu[l], 4*D, lp.mprojW, D, 0, out, D)
+		m.product(false, out, a.gelu[l], lp.mprojW, N, 4*D, D, 0)
 		if l+1 < L {
 			np := &m.p.layers[l+1]
 			m.addNorm(a.ln1[l+1], a.ln1Mean[l+1], a.ln1Rstd[l+1], out, x1, lp.mprojB, np.ln1W, np.ln1B)
@@ -409,7 +422,7 @@ func (m *Model) forward(inputs []int32, B, T int) {
 // leaves weight × dloss/dlogits in a.logits.
 func (m *Model) headLoss(x []float32, targets []int32, weight float32) float64 {
 	N, D, V := m.N, m.cfg.NEmbd, m.cfg.VocabSize
-	m.k.Sgemm(false, true, N, V, D, 1, x, D, m.p.wte, D, 0, m.a.logits, V)
+	m.product(true, m.a.logits, x, m.p.wte, N, D, V, 0)
 	m.targets = targets
 	m.ceScale = weight / float32(N)
 	m.pool.Run(&m.tCE, m.chunks(N))
@@ -437,7 +450,7 @@ func (m *Model) exitHead(e, l int, targets []int32) float64 {
 	}
 	dl := a.logits[:N*V]
 	dx := a.dtmp[:N*D]
-	m.k.Sgemm(false, false, N, D, V, 1, dl, V, m.p.wte, D, 0, dx, D)
+	m.k.Sgemm(false, false, N, D, V, 1, dl, V, m.fwdW(m.p.wte), D, 0, dx, D)
 	m.k.Sgemm(true, false, V, D, N, 1, dl, V, a.lnx, D, 1, m.g.wte, D)
 	g := m.g.exits[e]
 	m.normBack(a.dres[:N*D], g.w, g.b, dx, x, a.lnxMean, a.lnxRst, ex.w)
@@ -452,7 +465,7 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 	a := &m.a
 	dl := a.logits[:N*V]
 	dx := a.dtmp[:N*D]
-	m.k.Sgemm(false, false, N, D, V, 1, dl, V, m.p.wte, D, 0, dx, D)
+	m.k.Sgemm(false, false, N, D, V, 1, dl, V, m.fwdW(m.p.wte), D, 0, dx, D)
 	m.k.Sgemm(true, false, V, D, N, 1, dl, V, a.lnf, D, 1, m.g.wte, D)
 	dres := a.dres[:N*D]
 	clear(dres)
@@ -601,7 +614,7 @@ func (m *Model) linear(out, in, w, b []float32, N, I, O int) {
 	out = out[:N*O]
 	m.tRows = rowsTask{op: opBias, D: O, out: out, b: b}
 	m.runRows(&m.tRows, N)
-	m.k.Sgemm(false, false, N, O, I, 1, in, I, w, O, 1, out, O)
+	m.product(false, out, in, w, N, I, O, 1)
 }
 
 // linearBackward adds in^T·dout to dW and colsum(dout) to db, and sets
@@ -611,7 +624,7 @@ func (m *Model) linearBackward(din []float32, beta float32, dw, db, dout, in, w 
 	// Column sums, split by columns so that chunks never share an output.
 	m.tRows = rowsTask{op: opColSum, D: O, b: db, dout: dout[:N*O]}
 	m.runRows(&m.tRows, O)
-	m.k.Sgemm(false, true, N, I, O, 1, dout, O, w, O, beta, din, I)
+	m.k.Sgemm(false, true, N, I, O, 1, dout, O, m.fwdW(w), O, beta, din, I)
 }
 
 // rope rotates the q and k parts of qkv rows (inverse=true applies the

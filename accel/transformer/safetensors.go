@@ -234,6 +234,30 @@ func F32Tensor(name string, shape []int, values []float32) Tensor {
 	return Tensor{Name: name, DType: "F32", Shape: shape, Data: b}
 }
 
+// I8Tensor encodes values as an I8 tensor.
+func I8Tensor(name string, shape []int, values []int8) Tensor {
+	b := make([]byte, len(values))
+	for i, v := range values {
+		b[i] = byte(v)
+	}
+	return Tensor{Name: name, DType: "I8", Shape: shape, Data: b}
+}
+
+// Int8s decodes an I8 tensor into dst, which must have exactly as many
+// elements.
+func (t Tensor) Int8s(dst []int8) error {
+	if t.DType != "I8" {
+		return fmt.Errorf("%w: tensor %q: dtype %s is not I8", ErrSafetensors, t.Name, t.DType)
+	}
+	if len(t.Data) != len(dst) {
+		return fmt.Errorf("%w: tensor %q: %d bytes of I8 for %d values", ErrSafetensors, t.Name, len(t.Data), len(dst))
+	}
+	for i, b := range t.Data {
+		dst[i] = int8(b)
+	}
+	return nil
+}
+
 // Float32s decodes an F32, F16 or BF16 tensor into dst, which must have
 // exactly as many elements.
 func (t Tensor) Float32s(dst []float32) error {

@@ -26,6 +26,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 		F32Tensor("a", []int{2, 3}, []float32{1, 2, 3, 4, 5, 6}),
 		{Name: "empty", DType: "I32", Shape: []int{0, 4}, Data: []byte{}},
 		{Name: "b", DType: "U8", Shape: []int{3}, Data: []byte{7, 8, 9}},
+		I8Tensor("q", []int{2, 2}, []int8{-128, -1, 0, 127}),
 	}
 	var buf bytes.Buffer
 	if err := WriteSafetensors(&buf, ts, map[string]string{"k": "v"}); err != nil {
@@ -51,6 +52,20 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	a, _ := st.Tensor("a")
 	if err := a.Float32s(vals); err != nil || vals[5] != 6 {
 		t.Fatalf("Float32s = %v, %v", vals, err)
+	}
+	q, _ := st.Tensor("q")
+	i8 := make([]int8, 4)
+	if err := q.Int8s(i8); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int8{-128, -1, 0, 127}, i8); diff != "" {
+		t.Fatal(diff)
+	}
+	if err := q.Int8s(make([]int8, 3)); !errors.Is(err, ErrSafetensors) {
+		t.Fatalf("Int8s into 3 values: %v, want ErrSafetensors", err)
+	}
+	if err := a.Int8s(make([]int8, 6)); !errors.Is(err, ErrSafetensors) {
+		t.Fatalf("Int8s of an F32 tensor: %v, want ErrSafetensors", err)
 	}
 }
 
@@ -92,10 +107,28 @@ func FuzzReadSafetensors(f *testing.F) {
 	f.Add(buf.Bytes())
 	f.Add(rawFile(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, make([]byte, 8)))
 	f.Add([]byte{})
+	buf.Reset()
+	WriteSafetensors(&buf, []Tensor{I8Tensor("w", []int{2, 3}, []int8{1, -2, 3, -4, 5, -128}), F32Tensor("w.scale", []int{3}, []float32{0.1, 0.2, 0.3})},
+		map[string]string{MetaQuantization: QuantInt8PerChannel})
+	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := ReadSafetensors(data)
 		if err != nil {
 			return
+		}
+		for _, tn := range st.Tensors {
+			if tn.DType == "I8" {
+				if err := tn.Int8s(make([]int8, len(tn.Data))); err != nil {
+					t.Fatalf("I8 tensor %q that decoded: %v", tn.Name, err)
+				}
+			}
+		}
+		// A decoded file is a checkpoint candidate: reading it as one
+		// (quantized or not) must fail cleanly or succeed, never panic.
+		// Only configs the file could hold (a byte per parameter at
+		// least), so that the fuzzer does not allocate huge models.
+		if cfg, err := ParseConfig([]byte(st.Metadata[MetaConfig])); err == nil && cfg.withDefaults().paramCount() <= int64(len(data)) {
+			_, _ = ReadCheckpoint(data, Config{}, nil)
 		}
 		var out bytes.Buffer
 		if err := WriteSafetensors(&out, st.Tensors, st.Metadata); err != nil {
