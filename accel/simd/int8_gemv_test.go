@@ -96,10 +96,12 @@ func TestGemvInt8PackedBadInput(t *testing.T) {
 	kn := Must()
 	w := kn.PackInt8(false, 8, 8, make([]int8, 64), 8, []float32{1})
 	for name, f := range map[string]func(){
-		"short a":    func() { kn.GemvInt8Packed(2, make([]int8, 9), 8, []float32{1}, w, make([]float32, 16), 8, false) },
-		"short c":    func() { kn.GemvInt8Packed(2, make([]int8, 16), 8, []float32{1}, w, make([]float32, 9), 8, false) },
-		"scales":     func() { kn.GemvInt8Packed(3, make([]int8, 24), 8, []float32{1, 2}, w, make([]float32, 24), 8, false) },
-		"other mode": func() { Must(withAMXGo()).GemvInt8Packed(1, make([]int8, 8), 8, []float32{1}, w, make([]float32, 8), 8, false) },
+		"short a": func() { kn.GemvInt8Packed(2, make([]int8, 9), 8, []float32{1}, w, make([]float32, 16), 8, false) },
+		"short c": func() { kn.GemvInt8Packed(2, make([]int8, 16), 8, []float32{1}, w, make([]float32, 9), 8, false) },
+		"scales":  func() { kn.GemvInt8Packed(3, make([]int8, 24), 8, []float32{1, 2}, w, make([]float32, 24), 8, false) },
+		"other mode": func() {
+			Must(withAMXGo()).GemvInt8Packed(1, make([]int8, 8), 8, []float32{1}, w, make([]float32, 8), 8, false)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if name == "other mode" && kn.int8 == int8Go {

@@ -51,7 +51,7 @@ type Model struct {
 	int8  *int8State
 	qat   *qatState
 	stats *actStats
-	kd             distillState // the teacher of a distillation pass in flight (distill.go)
+	kd    distillState // the teacher of a distillation pass in flight (distill.go)
 
 	// Shape of the batch in flight, read by the parallel tasks.
 	B, T, N  int
