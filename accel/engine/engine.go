@@ -186,6 +186,12 @@ func (e *Engine) LoadModel(ctx context.Context, req accel.LoadRequest) (accel.Lo
 		} else if l.step > 0 {
 			_ = l.opt.SetState(transformer.AdamWState{M: l.opt.State().M, V: l.opt.State().V, Step: l.step})
 		}
+		if o.KeepSparsity {
+			// The weights that are zero now (a pruned model's) stay zero.
+			if err := l.opt.SetMask(transformer.ZeroMask(l.model)); err != nil {
+				return accel.LoadResult{}, wrapModelErr(req.ModelID, err)
+			}
+		}
 	}
 	e.mu.Lock()
 	e.models[req.ModelID] = l
@@ -211,7 +217,8 @@ func checkOptimizer(o accel.OptimizerConfig) error {
 }
 
 // TrainStep runs one micro-batch forward and backward and adds its
-// gradient to the model's accumulator.
+// gradient to the model's accumulator. With a Teacher the loss is the
+// distillation objective (see transformer.Model.DistillForwardBackward).
 func (e *Engine) TrainStep(ctx context.Context, req accel.TrainStepRequest) (accel.TrainStepResult, error) {
 	l, err := e.get(ctx, req.ModelID)
 	if err != nil {
@@ -222,7 +229,17 @@ func (e *Engine) TrainStep(ctx context.Context, req accel.TrainStepRequest) (acc
 		return accel.TrainStepResult{}, err
 	}
 	l.model.ZeroGrads()
-	loss, err := l.model.ForwardBackward(req.Inputs, req.Targets, req.Batch, req.SeqLen)
+	var loss float64
+	if t := req.Teacher; t != nil {
+		if t.K <= 0 || t.K > accel.MaxTopK {
+			return accel.TrainStepResult{}, invalid("model %q: teacher k %d is outside [1, %d]", req.ModelID, t.K, accel.MaxTopK)
+		}
+		loss, err = l.model.DistillForwardBackward(req.Inputs, req.Targets, req.Batch, req.SeqLen, &transformer.SoftTargets{
+			K: t.K, Indices: t.Indices, Logits: t.Logits, Temperature: t.Temperature, Alpha: t.Alpha,
+		})
+	} else {
+		loss, err = l.model.ForwardBackward(req.Inputs, req.Targets, req.Batch, req.SeqLen)
+	}
 	if err != nil {
 		return accel.TrainStepResult{}, wrapModelErr(req.ModelID, err)
 	}
@@ -307,7 +324,8 @@ func (e *Engine) ApplyUpdate(ctx context.Context, req accel.UpdateRequest) (acce
 	return accel.UpdateResult{GradNorm: norm, Step: l.opt.StepCount()}, nil
 }
 
-// Evaluate returns the mean cross-entropy of a batch.
+// Evaluate returns the mean cross-entropy of a batch and, with TopK, each
+// position's TopK largest logits (see transformer.Model.TopK).
 func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.EvalResult, error) {
 	l, err := e.get(ctx, req.ModelID)
 	if err != nil {
@@ -316,6 +334,16 @@ func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.Eva
 	defer l.mu.Unlock()
 	if err := checkBatch(l.model.Config(), req.ModelID, req.Batch, req.SeqLen, req.Inputs, req.Targets, req.Validate()); err != nil {
 		return accel.EvalResult{}, err
+	}
+	if req.TopK != 0 {
+		if req.TopK < 0 || req.TopK > accel.MaxTopK {
+			return accel.EvalResult{}, invalid("model %q: top_k %d is outside [1, %d]", req.ModelID, req.TopK, accel.MaxTopK)
+		}
+		res, err := l.model.TopK(req.Inputs, req.Targets, req.Batch, req.SeqLen, req.TopK)
+		if err != nil {
+			return accel.EvalResult{}, wrapModelErr(req.ModelID, err)
+		}
+		return accel.EvalResult{Loss: res.Loss, Tokens: int64(req.Batch * req.SeqLen), TopKIndices: res.Indices, TopKLogits: res.Logits}, nil
 	}
 	loss, err := l.model.Loss(req.Inputs, req.Targets, req.Batch, req.SeqLen)
 	if err != nil {
