@@ -44,6 +44,8 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	noTrain := fs.Bool("allreduce-only", false, "measure the allreduce bandwidth only")
 	repeat := fs.Int("repeat", 2, "runs of each side, alternating; the best counts (noise from other load only slows a run down)")
 	pluginDir := fs.String("plugin-dir", "", "directory of llmesh-plugin-<backend> binaries")
+	tensor := fs.Bool("tensor", true, "also measure tensor parallelism: 2 shards splitting every layer against 1 shard")
+	tensorOnly := fs.Bool("tensor-only", false, "measure tensor parallelism only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +54,9 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *shards < 2 || *threads < 1 || *steps < 2 || *batch < *shards || *arMiB < 1 || *repeat < 1 {
 		return fmt.Errorf("%w: want --shards >= 2, --threads >= 1, --steps >= 2, --batch >= --shards, --allreduce-mib >= 1, --repeat >= 1", errUsage)
+	}
+	if (*tensor || *tensorOnly) && *heads%2 != 0 {
+		return fmt.Errorf("%w: tensor parallelism over 2 shards needs an even --heads (got %d); pass --tensor=false", errUsage, *heads)
 	}
 	dir, err := os.MkdirTemp("", "llmesh-bench-train-")
 	if err != nil {
@@ -78,14 +83,16 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	var results []tokbench.Result
-	fmt.Fprintf(stderr, "allreduce: %d MiB over NATS vs loopback TCP...\n", *arMiB)
-	ar, err := allreduceBandwidth(ctx, connect, *arMiB<<20)
-	if err != nil {
-		return err
-	}
-	results = append(results, ar)
-	if *noTrain {
-		return writeBench(stdout, "train", *asJSON, results)
+	if !*tensorOnly {
+		fmt.Fprintf(stderr, "allreduce: %d MiB over NATS vs loopback TCP...\n", *arMiB)
+		ar, err := allreduceBandwidth(ctx, connect, *arMiB<<20)
+		if err != nil {
+			return err
+		}
+		results = append(results, ar)
+		if *noTrain {
+			return writeBench(stdout, "train", *asJSON, results)
+		}
 	}
 
 	cfg := fmt.Sprintf(`{"vocab_size":%d,"n_ctx":%d,"n_embd":%d,"n_layer":%d,"n_head":%d}`, *vocab, *nctx, *embd, *layers, *heads)
@@ -134,6 +141,13 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return res[0], nil
 	}
+	if *tensorOnly {
+		tp, err := benchTensorParallel(ctx, connect, host, spec, *batch**nctx, *embd, *threads, *steps, *repeat, stderr)
+		if err != nil {
+			return err
+		}
+		return writeBench(stdout, "train", *asJSON, tp)
+	}
 	var one, many trainer.Result
 	for i := range *repeat {
 		fmt.Fprintf(stderr, "train %d/%d: 1 shard x %d thread(s), %d steps...\n", i+1, *repeat, *threads, *steps)
@@ -157,6 +171,13 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			cfg, *batch, *nctx, *steps, *repeat, 100*many.AllReduceSeconds/many.Seconds, many.FinalLoss, one.FinalLoss)}
 	tps.Compare(fmt.Sprintf("1 shard, %d thread(s)", *threads), one.TokensPerSec, true)
 	results = append(results, tps)
+	if *tensor {
+		tp, err := benchTensorParallel(ctx, connect, host, spec, *batch**nctx, *embd, *threads, *steps, *repeat, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, tp...)
+	}
 	return writeBench(stdout, "train", *asJSON, results)
 }
 

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/llmesh/llmesh/bus"
+	"github.com/llmesh/llmesh/services/tokenizer/tokbench"
+	"github.com/llmesh/llmesh/services/trainer"
+)
+
+// benchTensorParallel measures tensor-parallel training ("parallel":
+// "tensor"): 2 shards, each computing half of every layer on threads
+// threads and all-reducing activations over NATS, against 1 shard running
+// the same in-process code on the same threads (no allreduce), at the
+// same batch. Both run in this process (the trainer computes
+// tensor-parallel steps itself, not in a plugin). It returns the tokens/s
+// row and the allreduce-cost row.
+func benchTensorParallel(ctx context.Context, connect func(string) (*bus.Bus, error), host trainer.Launcher, base map[string]any,
+	rows, embd, threads, steps, repeat int, stderr io.Writer) ([]tokbench.Result, error) {
+	load0 := loadAverage()
+	run := func(n int) (trainer.Result, error) {
+		spec := maps.Clone(base)
+		spec["shards"] = n
+		spec["parallel"] = trainer.ParallelTensor
+		js, _ := json.Marshal(spec)
+		job := fmt.Sprintf("bench-train-tp-%d-%d", n, time.Now().UnixNano())
+		res := make([]trainer.Result, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			bi, err := connect(fmt.Sprintf("tp-shard-%d", i))
+			if err != nil {
+				return trainer.Result{}, err
+			}
+			defer bi.Close()
+			s, err := trainer.New(trainer.Config{Bus: bi, Host: host, Heartbeat: 200 * time.Millisecond, TensorThreads: threads})
+			if err != nil {
+				return trainer.Result{}, err
+			}
+			wg.Go(func() { res[i], errs[i] = s.RunShard(ctx, job, js) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return trainer.Result{}, err
+		}
+		for _, r := range res {
+			if r.Rank == 0 {
+				return r, nil
+			}
+		}
+		return res[0], nil
+	}
+	var one, two trainer.Result
+	for i := range repeat {
+		fmt.Fprintf(stderr, "tensor parallel %d/%d: 1 shard x %d thread(s), %d steps...\n", i+1, repeat, threads, steps)
+		r, err := run(1)
+		if err != nil {
+			return nil, fmt.Errorf("tensor parallel, 1 shard: %w", err)
+		}
+		if r.TokensPerSec > one.TokensPerSec {
+			one = r
+		}
+		fmt.Fprintf(stderr, "tensor parallel %d/%d: 2 shards x %d thread(s), %d steps...\n", i+1, repeat, threads, steps)
+		if r, err = run(2); err != nil {
+			return nil, fmt.Errorf("tensor parallel, 2 shards: %w", err)
+		}
+		if r.TokensPerSec > two.TokensPerSec {
+			two = r
+		}
+	}
+	load := fmt.Sprintf("load average %s before, %s after", load0, loadAverage())
+	tps := tokbench.Result{Name: fmt.Sprintf("train/tensor-parallel/shards=2/threads=%d", threads), Unit: "tokens/s", Value: two.TokensPerSec,
+		Note: fmt.Sprintf("each shard holds half the heads and MLP columns; best of %d; final loss %.4f vs %.4f on 1 shard; %s",
+			repeat, two.FinalLoss, one.FinalLoss, load)}
+	tps.Compare(fmt.Sprintf("1 shard, %d thread(s), same in-process code", threads), one.TokensPerSec, true)
+	perStep := two.AllReduceSeconds / float64(two.Steps) * 1000
+	ar := tokbench.Result{Name: "train/tensor-parallel/allreduce", Unit: "ms per step", Value: perStep,
+		Note: fmt.Sprintf("%.0f%% of the 2-shard run; %d allreduces per step (4 per layer of %d x %d float32 = %d KiB, 1 of the gradient norm) over NATS; %s",
+			100*two.AllReduceSeconds/two.Seconds, two.AllReduces/int64(max(two.Steps, 1)), rows, embd, rows*embd*4>>10, load)}
+	return []tokbench.Result{tps, ar}, nil
+}
+
+// loadAverage is the 1-, 5- and 15-minute load average, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
