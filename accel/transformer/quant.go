@@ -273,12 +273,16 @@ func (qm *qmat) in() int {
 // dequantize writes scale·q into w.
 func (qm *qmat) dequantize(w []float32) {
 	for r := range qm.rows {
-		for j, v := range qm.q[r*qm.cols : (r+1)*qm.cols] {
-			s := qm.scale[j]
-			if qm.rowCh {
-				s = qm.scale[r]
+		row, out := qm.q[r*qm.cols:(r+1)*qm.cols], w[r*qm.cols:(r+1)*qm.cols]
+		if qm.rowCh {
+			s := qm.scale[r]
+			for j, v := range row {
+				out[j] = float32(v) * s
 			}
-			w[r*qm.cols+j] = float32(v) * s
+			continue
+		}
+		for j, v := range row {
+			out[j] = float32(v) * qm.scale[j]
 		}
 	}
 }
