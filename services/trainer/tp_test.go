@@ -1,9 +1,13 @@
 package trainer
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,5 +171,82 @@ func TestSpecParallel(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// A tensor-parallel shard that goes away mid-run makes its peer's
+// allreduce time out; the group re-forms with a waiting shard from the
+// last checkpoint (a full model, re-sliced) and ends where an
+// uninterrupted run ends.
+func TestTensorParallelShardLost(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) {
+		c.Heartbeat = 100 * time.Millisecond
+		c.TensorThreads = 1
+	})
+	spec := e.dpSpec(t, 2, func(s map[string]any) {
+		s["config"] = json.RawMessage(tpConfig)
+		s["parallel"] = ParallelTensor
+		s["collective_timeout_s"] = 2
+	})
+	ref, errs := e.runShards(t, "tp-reference", spec, spec)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("reference run: %v", err)
+	}
+
+	const job = "tp-lost"
+	js, _ := json.Marshal(spec)
+	run := func(ctx context.Context, res *Result, err *error, wg *sync.WaitGroup) {
+		wg.Go(func() { *res, *err = e.s.RunShard(ctx, job, js) })
+	}
+	var wg sync.WaitGroup
+	res := make([]Result, 3)
+	errs = make([]error, 3)
+	victimCtx, kill := context.WithCancel(t.Context())
+	defer kill()
+	run(victimCtx, &res[0], &errs[0], &wg)
+	run(t.Context(), &res[1], &errs[1], &wg)
+	store, err := newCkptStore(t.Context(), e.b, job, 3, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The spare joins once the first two train (it waits: the group is
+	// full), and the victim goes away after the checkpoint at step 8.
+	poll := func(what string, done func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !done() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(pollEvery)
+		}
+	}
+	poll("the first generation", func() bool {
+		m := &member{tkv: store.kv, job: job}
+		p, _, err := m.plan(t.Context())
+		return err == nil && p.Gen >= 1
+	})
+	run(t.Context(), &res[2], &errs[2], &wg)
+	poll("the checkpoint at step 8", func() bool {
+		_, mf, _, err := store.Latest(t.Context())
+		return err == nil && mf.Step >= 8
+	})
+	kill()
+	wg.Wait()
+	if !errors.Is(errs[0], context.Canceled) {
+		t.Errorf("the victim: %v, want context canceled", errs[0])
+	}
+	for i := 1; i < 3; i++ {
+		if errs[i] != nil {
+			t.Fatalf("shard %d: %v", i, errs[i])
+		}
+		r := res[i]
+		if r.Steps != 24 || r.Generations < 2 || len(r.ResumedAt) == 0 || r.ResumedAt[0] < 8 {
+			t.Errorf("shard %d: %+v, want 24 steps in a later generation resumed at step 8 or after", i, r)
+		}
+	}
+	got, want := res[1].FinalLoss, ref[0].FinalLoss
+	t.Logf("final validation loss %.6f after losing a shard, %.6f uninterrupted (resumed at %v)", got, want, res[1].ResumedAt)
+	if math.Abs(got-want) > 0.02*want {
+		t.Errorf("final validation loss %.5f after losing a shard, %.5f uninterrupted", got, want)
 	}
 }
