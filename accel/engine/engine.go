@@ -186,6 +186,11 @@ func (e *Engine) LoadModel(ctx context.Context, req accel.LoadRequest) (accel.Lo
 		} else if l.step > 0 {
 			_ = l.opt.SetState(transformer.AdamWState{M: l.opt.State().M, V: l.opt.State().V, Step: l.step})
 		}
+		if o.QAT {
+			if err := l.model.SetQAT(true); err != nil {
+				return accel.LoadResult{}, wrapModelErr(req.ModelID, err)
+			}
+		}
 		if o.KeepSparsity {
 			// The weights that are zero now (a pruned model's) stay zero.
 			if err := l.opt.SetMask(transformer.ZeroMask(l.model)); err != nil {
@@ -227,6 +232,9 @@ func (e *Engine) TrainStep(ctx context.Context, req accel.TrainStepRequest) (acc
 	defer l.mu.Unlock()
 	if err := checkBatch(l.model.Config(), req.ModelID, req.Batch, req.SeqLen, req.Inputs, req.Targets, req.Validate()); err != nil {
 		return accel.TrainStepResult{}, err
+	}
+	if l.model.Quantized() {
+		return accel.TrainStepResult{}, wrapModelErr(req.ModelID, transformer.ErrQuantized)
 	}
 	l.model.ZeroGrads()
 	var loss float64
@@ -288,6 +296,9 @@ func (e *Engine) ApplyUpdate(ctx context.Context, req accel.UpdateRequest) (acce
 		return accel.UpdateResult{}, err
 	}
 	defer l.mu.Unlock()
+	if l.model.Quantized() {
+		return accel.UpdateResult{}, wrapModelErr(req.ModelID, transformer.ErrQuantized)
+	}
 	if l.opt == nil {
 		return accel.UpdateResult{}, invalid("model %q was loaded without an optimizer", req.ModelID)
 	}
@@ -326,7 +337,11 @@ func (e *Engine) ApplyUpdate(ctx context.Context, req accel.UpdateRequest) (acce
 
 // Evaluate returns the mean cross-entropy of a batch and, with TopK, each
 // position's TopK largest logits (see transformer.Model.TopK).
-func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.EvalResult, error) {
+// With ActivationStats it also returns the largest |x| that entered each
+// weight matrix, by tensor name (the calibration of static INT8
+// activation scales, see transformer.QuantOptions). An INT8 model
+// (loaded from a quantized checkpoint) evaluates on the INT8 kernels.
+func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (res accel.EvalResult, err error) {
 	l, err := e.get(ctx, req.ModelID)
 	if err != nil {
 		return accel.EvalResult{}, err
@@ -334,6 +349,16 @@ func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (accel.Eva
 	defer l.mu.Unlock()
 	if err := checkBatch(l.model.Config(), req.ModelID, req.Batch, req.SeqLen, req.Inputs, req.Targets, req.Validate()); err != nil {
 		return accel.EvalResult{}, err
+	}
+	if req.ActivationStats {
+		// The calibration pass of static INT8 activations: the largest |x|
+		// entering each weight matrix, by its tensor name.
+		l.model.StartActivationStats()
+		defer func() {
+			if st := l.model.StopActivationStats(); err == nil {
+				res.ActivationMax = st
+			}
+		}()
 	}
 	if req.TopK != 0 {
 		if req.TopK < 0 || req.TopK > accel.MaxTopK {
