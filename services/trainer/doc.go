@@ -41,4 +41,18 @@
 // reports metrics to the job's events, to a TensorBoard event file
 // (package tbevents, when Config.TensorBoardDir is set) and to the
 // Prometheus exposition of Service.MetricsHandler, and registers the model.
+//
+// # Tensor parallelism
+//
+// A job with "parallel": "tensor" splits the model instead of the batch
+// (tp.go): its shards — a fixed group of "shards", which must divide n_head
+// and 4·n_embd — each hold their share of every layer's attention heads and
+// MLP columns (accel/transformer.TPModel), read the same batches, and
+// all-reduce activations (two per layer forward) and input gradients (two
+// per layer backward) over the same NATS ring. Membership, recovery and
+// checkpoints are those of data-parallel jobs; checkpoints hold the full,
+// gathered model, so they load unsplit. Unlike every other job, a
+// tensor-parallel shard computes in the trainer process on the CPU kernels
+// (accel/simd), not in an accelerator plugin: the plugin protocol has no
+// way to call back to the host in the middle of a step.
 package trainer
