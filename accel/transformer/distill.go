@@ -166,33 +166,46 @@ func distillRow(row []float32, tgt int, eps, scale float32, grad bool, idx []int
 		cross += p * float64(row[idx[k]])
 	}
 	// The student: softmax(z) and softmax(z/T) share the row's maximum.
-	mx := row[0]
-	var sumX float64
-	for _, v := range row {
-		mx = max(mx, v)
-		sumX += float64(v)
-	}
 	xt := row[tgt]
 	invT := 1 / temp
 	one := temp == 1
-	var sum1, sumT float64
-	if !one {
+	mx := row[0]
+	var sumX float64
+	if one {
+		for _, v := range row {
+			mx = max(mx, v)
+			sumX += float64(v)
+		}
+	} else {
+		zs = zs[:V]
 		for j, v := range row {
+			mx = max(mx, v)
+			sumX += float64(v)
 			zs[j] = v * invT
 		}
-		expShift(zs, zs[:V], mx*invT)
-		for _, e := range zs[:V] {
-			sumT += float64(e)
-		}
+		expShift(zs, zs, mx*invT)
 	}
-	if grad {
+	var sum1, sumT float64
+	switch {
+	case !grad:
+		for _, v := range row {
+			sum1 += float64(expf(v - mx))
+		}
+		if !one {
+			for _, e := range zs {
+				sumT += float64(e)
+			}
+		}
+	case one:
 		expShift(row, row, mx)
 		for _, e := range row {
 			sum1 += float64(e)
 		}
-	} else {
-		for _, v := range row {
-			sum1 += float64(expf(v - mx))
+	default:
+		expShift(row, row, mx)
+		for j, e := range row {
+			sum1 += float64(e)
+			sumT += float64(zs[j])
 		}
 	}
 	if one {
