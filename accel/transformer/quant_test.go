@@ -794,3 +794,57 @@ func TestQATTraining(t *testing.T) {
 		t.Fatalf("QAT: INT8 loss %.5f vs fp32 %.5f (want within +1%%, and a trained model)", ql, fp)
 	}
 }
+
+// TestQuantizePositions: with QuantOptions.Positions the learned position
+// table is I8 too (a scale per position), the file shrinks by 3/4 of the
+// table, and the model reads back (static activations included) with its
+// dequantized positions; RoPE models have no table and are unaffected.
+func TestQuantizePositions(t *testing.T) {
+	cfg := Config{VocabSize: 20, NCtx: 24, NEmbd: 16, NLayer: 1, NHead: 2}
+	m := New(cfg, nil, 3)
+	randomize(m, 4)
+	fp := checkpointBytes(t, m)
+	plain, _, err := Quantize(fp, Config{}, QuantOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, static := range []bool{false, true} {
+		opt := QuantOptions{Positions: true}
+		if static {
+			opt.ActivationMax = calibrate(t, m)
+		}
+		q, rep, err := Quantize(fp, Config{}, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := ReadSafetensors(q)
+		wpe, _ := st.Tensor("wpe")
+		if _, hasAct := st.Tensor("wpe" + ActScaleSuffix); wpe.DType != "I8" || hasAct {
+			t.Fatalf("static=%v: wpe is %s (activation scale: %v)", static, wpe.DType, hasAct)
+		}
+		if !static {
+			if saved := len(plain) - len(q); saved < 3*cfg.NCtx*cfg.NEmbd-8*cfg.NCtx || rep.BytesAfter != int64(len(q)) {
+				t.Fatalf("quantizing positions saved %d bytes", saved)
+			}
+		}
+		ck, err := ReadCheckpoint(q, Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wq, ws := refQuant(param(m, "wpe"), cfg.NCtx, cfg.NEmbd, true)
+		for i, v := range param(ck.Model, "wpe") {
+			if want := float32(float64(wq[i]) * ws[i/cfg.NEmbd]); v != want {
+				t.Fatalf("wpe[%d] = %v, want %v", i, v, want)
+			}
+		}
+		var again bytes.Buffer
+		WriteCheckpoint(&again, ck.Model, 7, nil)
+		if !bytes.Equal(again.Bytes(), q) {
+			t.Fatal("written back differently")
+		}
+	}
+	rope := New(Config{VocabSize: 20, NCtx: 24, NEmbd: 16, NLayer: 1, NHead: 2, Positions: PositionsRoPE}, nil, 3)
+	if _, _, err := Quantize(checkpointBytes(t, rope), Config{}, QuantOptions{Positions: true}); err != nil {
+		t.Fatalf("RoPE model with Positions: %v", err)
+	}
+}
