@@ -13,6 +13,7 @@ import (
 
 	"github.com/llmesh/llmesh/accel/transformer"
 	"github.com/llmesh/llmesh/bus/tensor"
+	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/internal/jobspec"
 )
 
@@ -20,8 +21,9 @@ import (
 const tpConfig = `{"vocab_size":64,"n_ctx":16,"n_embd":24,"n_layer":2,"n_head":2}`
 
 // A tensor-parallel job on two shards follows the loss curve of a
-// one-shard job (same seed, same batches), all-reducing activations over
-// the bus, and registers a full checkpoint that loads in the normal path.
+// one-shard job (same seed, same batches, gradient accumulation and label
+// smoothing), all-reducing activations over the bus, and registers a full
+// checkpoint that loads in the normal path.
 func TestTensorParallelMatchesOneShard(t *testing.T) {
 	e := newEnvWith(t, func(c *Config) {
 		c.Heartbeat = 100 * time.Millisecond
@@ -33,6 +35,7 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 			s["model"] = model
 			s["config"] = json.RawMessage(tpConfig)
 			s["label_smoothing"] = 0.05
+			s["batch"], s["grad_accum"] = 3, 2 // 6 rows a step, in two micro-batches
 			if parallel != "" {
 				s["parallel"] = parallel
 			}
@@ -46,8 +49,9 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 	if r2.Parallel != ParallelTensor || r2.Shards != 2 || r2.Steps != 24 || r2.Tokens != r1.Tokens {
 		t.Errorf("results: one %+v, tensor-parallel %+v", r1, r2)
 	}
-	// Per step: 4 allreduces per layer and one for the gradient norm.
-	if want := int64(24 * (4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 {
+	// Per step: 4 allreduces per layer per micro-batch and one for the
+	// gradient norm.
+	if want := int64(24 * (2*4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 {
 		t.Errorf("%d allreduces in %.3f s, want %d", r2.AllReduces, r2.AllReduceSeconds, want)
 	}
 	c1, c2 := e.curve(t, one), e.curve(t, two)
@@ -69,6 +73,13 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 		worst, r1.FinalLoss, r2.FinalLoss, 100*r2.AllReduceSeconds/r2.Seconds)
 	if d := math.Abs(r2.FinalLoss-r1.FinalLoss) / r1.FinalLoss; d > 0.01 {
 		t.Errorf("final validation loss %.5f tensor-parallel, %.5f on one shard", r2.FinalLoss, r1.FinalLoss)
+	}
+	// AdamW hardly sees the gradient's scale; its norm does.
+	n1, n2 := metricCurve(t, e, one, "grad_norm"), metricCurve(t, e, two, "grad_norm")
+	for step, g1 := range n1 {
+		if d := math.Abs(n2[step]-g1) / g1; d > 0.01 {
+			t.Errorf("step %d: gradient norm %.5f tensor-parallel, %.5f on one shard", step, n2[step], g1)
+		}
 	}
 	if !(r2.FinalLoss < r2.InitialLoss-0.5) {
 		t.Errorf("tensor-parallel: validation loss %.4f -> %.4f, not clearly lower", r2.InitialLoss, r2.FinalLoss)
@@ -132,6 +143,21 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 	if got := sum / float64(n*T); math.Abs(got-r2.FinalLoss) > 1e-4*r2.FinalLoss {
 		t.Errorf("the registered checkpoint's validation loss is %.6f, the job reported %.6f", got, r2.FinalLoss)
 	}
+}
+
+// metricCurve is a metric of a job per step, from its events.
+func metricCurve(t *testing.T, e *env, id, name string) map[int64]float64 {
+	t.Helper()
+	out := map[int64]float64{}
+	for _, ev := range e.events(t, id) {
+		if m, ok := ev.Body.(*busv1.Event_Metric); ok && m.Metric.Name == name {
+			out[m.Metric.Step] = m.Metric.Value
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("job %s reported no %s", id, name)
+	}
+	return out
 }
 
 func TestSpecParallel(t *testing.T) {
