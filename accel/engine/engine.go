@@ -364,11 +364,11 @@ func (e *Engine) Evaluate(ctx context.Context, req accel.EvalRequest) (res accel
 		if req.TopK < 0 || req.TopK > accel.MaxTopK {
 			return accel.EvalResult{}, invalid("model %q: top_k %d is outside [1, %d]", req.ModelID, req.TopK, accel.MaxTopK)
 		}
-		res, err := l.model.TopK(req.Inputs, req.Targets, req.Batch, req.SeqLen, req.TopK)
+		tk, err := l.model.TopK(req.Inputs, req.Targets, req.Batch, req.SeqLen, req.TopK)
 		if err != nil {
 			return accel.EvalResult{}, wrapModelErr(req.ModelID, err)
 		}
-		return accel.EvalResult{Loss: res.Loss, Tokens: int64(req.Batch * req.SeqLen), TopKIndices: res.Indices, TopKLogits: res.Logits}, nil
+		return accel.EvalResult{Loss: tk.Loss, Tokens: int64(req.Batch * req.SeqLen), TopKIndices: tk.Indices, TopKLogits: tk.Logits}, nil
 	}
 	loss, err := l.model.Loss(req.Inputs, req.Targets, req.Batch, req.SeqLen)
 	if err != nil {

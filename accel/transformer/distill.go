@@ -270,7 +270,7 @@ func (m *Model) TopK(inputs, targets []int32, B, T, K int) (TopKResult, error) {
 	m.train = false
 	m.forward(inputs, B, T)
 	N := m.N
-	m.k.Sgemm(false, true, N, V, D, 1, m.a.lnf, D, m.p.wte, D, 0, m.a.logits, V)
+	m.product(true, m.a.logits, m.a.lnf, m.p.wte, N, D, V, 0) // as headLoss: INT8 and QAT heads too
 	res := TopKResult{K: K, Indices: make([]int32, N*K), Logits: make([]float32, N*K)}
 	task := topKTask{m: m, k: K, targets: targets, idx: res.Indices, val: res.Logits, chunks: m.chunks(N)}
 	m.pool.Run(&task, task.chunks)

@@ -1,6 +1,7 @@
 package transformer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -447,10 +448,35 @@ func TestTopKRow(t *testing.T) {
 }
 
 // TopK's logits are the model's (compared with NextLogits at each
-// sequence's last position) and its loss is Loss's.
+// sequence's last position) and its loss is Loss's, for an fp32 model and
+// for the same model quantized to INT8 (whose head is the INT8 product).
 func TestModelTopK(t *testing.T) {
 	cfg := Config{VocabSize: 37, NCtx: 9, NEmbd: 12, NLayer: 2, NHead: 3, MLP: MLPSwiGLU}
 	m := New(cfg, PortableKernels(), 2)
+	t.Run("fp32", func(t *testing.T) { checkTopK(t, m) })
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, m, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	q, _, err := Quantize(buf.Bytes(), Config{}, QuantOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := ReadCheckpoint(q, Config{}, PortableKernels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ck.Model.Quantized() {
+		t.Fatal("the quantized checkpoint loaded as an fp32 model")
+	}
+	t.Run("int8", func(t *testing.T) { checkTopK(t, ck.Model) })
+	if _, err := PruneMagnitude(ck.Model, 0.5); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("pruning an INT8 model: error %v, want ErrInvalidInput", err)
+	}
+}
+
+func checkTopK(t *testing.T, m *Model) {
+	cfg := m.Config()
 	r := rand.New(rand.NewPCG(9, 9))
 	B, T, K, V := 3, 7, 5, cfg.VocabSize
 	in, tg := randTokens(r, B*T, V), randTokens(r, B*T, V)

@@ -101,6 +101,9 @@ func SparsityOf(m *Model, opts ...PruneOption) PruneReport {
 // and pruning again to the same target changes nothing. sparsity must be
 // in [0, 1]. It returns the report of the scope after pruning.
 func PruneMagnitude(m *Model, sparsity float64, opts ...PruneOption) (PruneReport, error) {
+	if err := checkPrunable(m); err != nil {
+		return PruneReport{}, err
+	}
 	if !(sparsity >= 0 && sparsity <= 1) {
 		return PruneReport{}, fmt.Errorf("%w: sparsity %v is outside [0, 1]", ErrInvalidInput, sparsity)
 	}
@@ -187,6 +190,9 @@ func pickBucket(h []int, k int) (uint32, int) {
 // have norm 0 and are chosen first, so pruning again with the same count
 // changes nothing. perLayer must be in [0, n_head).
 func PruneHeads(m *Model, perLayer int) (PruneReport, error) {
+	if err := checkPrunable(m); err != nil {
+		return PruneReport{}, err
+	}
 	c := m.cfg
 	if perLayer < 0 || perLayer >= c.NHead {
 		return PruneReport{}, fmt.Errorf("%w: %d heads per layer is outside [0, n_head %d)", ErrInvalidInput, perLayer, c.NHead)
@@ -214,7 +220,7 @@ func PruneHeads(m *Model, perLayer int) (PruneReport, error) {
 // attn.c_proj are zero too.
 func PruneHeadSet(m *Model, heads [][]int) (PruneReport, error) {
 	c := m.cfg
-	if err := checkSet("head", heads, c.NLayer, c.NHead); err != nil {
+	if err := checkSet(m, "head", heads, c.NLayer, c.NHead); err != nil {
 		return PruneReport{}, err
 	}
 	D, hd := c.NEmbd, c.HeadDim()
@@ -239,6 +245,9 @@ func PruneHeadSet(m *Model, heads [][]int) (PruneReport, error) {
 // fraction must be in [0, 1) and leave at least one neuron per layer.
 // Pruning again with the same fraction changes nothing.
 func PruneNeurons(m *Model, fraction float64) (PruneReport, error) {
+	if err := checkPrunable(m); err != nil {
+		return PruneReport{}, err
+	}
 	c := m.cfg
 	H := 4 * c.NEmbd
 	n := int(math.Round(fraction * float64(H)))
@@ -268,7 +277,7 @@ func PruneNeurons(m *Model, fraction float64) (PruneReport, error) {
 func PruneNeuronSet(m *Model, neurons [][]int) (PruneReport, error) {
 	c := m.cfg
 	H, D := 4*c.NEmbd, c.NEmbd
-	if err := checkSet("neuron", neurons, c.NLayer, H); err != nil {
+	if err := checkSet(m, "neuron", neurons, c.NLayer, H); err != nil {
 		return PruneReport{}, err
 	}
 	for l, js := range neurons {
@@ -288,7 +297,19 @@ func PruneNeuronSet(m *Model, neurons [][]int) (PruneReport, error) {
 	return r, nil
 }
 
-func checkSet(what string, sets [][]int, layers, n int) error {
+// checkPrunable refuses INT8 models: their matrices are the quantized
+// ones, so pruning comes before quantization.
+func checkPrunable(m *Model) error {
+	if m.Quantized() {
+		return fmt.Errorf("%w: the model is INT8-quantized; prune the fp32 model, then quantize it", ErrInvalidInput)
+	}
+	return nil
+}
+
+func checkSet(m *Model, what string, sets [][]int, layers, n int) error {
+	if err := checkPrunable(m); err != nil {
+		return err
+	}
 	if len(sets) > layers {
 		return fmt.Errorf("%w: %s lists for %d layers, the model has %d", ErrInvalidInput, what, len(sets), layers)
 	}
