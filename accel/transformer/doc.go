@@ -13,6 +13,12 @@
 // identical prompt prefixes) and batched incremental steps that mix
 // prefills and single-token decodes, with early exit.
 //
+// Compression: a teacher's top-K logits per position (Model.TopK) and the
+// student's distillation objective against them
+// (Model.DistillForwardBackward); pruning by magnitude, attention head or
+// MLP neuron (PruneMagnitude, PruneHeads, PruneNeurons, PruneSpec), and a
+// SparsityMask that AdamW keeps at zero while a pruned model fine-tunes.
+//
 // The math is written against Kernels, a small interface of dense
 // primitives (Sgemm at its core), with optional extensions found by type
 // assertion (VectorKernels, PackedKernels). PortableKernels is the pure-Go

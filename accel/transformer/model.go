@@ -24,7 +24,8 @@ const normEps = 1e-5
 // the config has exit layers, the average over exit heads of each head's
 // mean cross-entropy: loss = CE_final + (1/E)·Σ CE_exit. With label
 // smoothing (SetLabelSmoothing) every head's cross-entropy is against the
-// smoothed targets.
+// smoothed targets. DistillForwardBackward replaces every head's
+// cross-entropy with the distillation objective (distill.go).
 //
 // A Model is not safe for concurrent use: every method reuses the same
 // activation buffers, which grow to the largest batch seen and are kept.
