@@ -26,11 +26,14 @@ Usage:
   llmesh pipeline run FILE [--nats URL] [--data DIR] [--json]  run a pipeline file
   llmesh generate --model M --prompt P [--nats URL] [...]      generate text
   llmesh jobs [list|get|watch|cancel] [ID] [--nats URL]        inspect jobs
+  llmesh quantize --model M [--mode int8|w8a8] [--qat-steps N]  quantize a model to INT8 (--nats URL, --json)
+  llmesh distill --teacher M --student CONFIG [--baseline]      distill a smaller student from a teacher
+  llmesh prune --model M [--method magnitude|heads|neurons] [--sparsity S]  prune, then fine-tune
   llmesh dataset put NAME PATH | dataset list [--nats URL]      upload a file or a folder of .txt/.md files
   llmesh plugin serve <backend>                                 serve a built-in backend (cpu, tpu)
   llmesh plugins swap <model> <backend> | plugins status [--nats URL]  hot-swap a model's backend; show plugins
   llmesh filter policy put KEY FILE | policy get KEY | check [--model M] TEXT   manage filter policies, check text
-  llmesh bench <area> [--json] [...]                            measure beside partners, same run (kernels, train-step, train, serve, tokenizer, dataprep, filter)
+  llmesh bench <area> [--json] [...]                            measure beside partners, same run (kernels, train-step, train, serve, compress, tokenizer, dataprep, filter)
 
 Run "llmesh <command> -h" for a command's flags.
 `
@@ -61,6 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdPipeline(ctx, args[1:], stdout, stderr)
 	case "generate":
 		err = cmdGenerate(ctx, args[1:], stdout, stderr)
+	case "quantize":
+		err = cmdQuantize(ctx, args[1:], stdout, stderr)
+	case "distill":
+		err = cmdDistill(ctx, args[1:], stdout, stderr)
+	case "prune":
+		err = cmdPrune(ctx, args[1:], stdout, stderr)
 	case "jobs":
 		err = cmdJobs(ctx, args[1:], stdout, stderr)
 	case "bench":

@@ -49,7 +49,7 @@ func cmdPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg := stackConfig{NATSURL: *natsURL, DataDir: *data, PluginDir: *pluginDir, Logger: log}
 	if *natsURL == "" {
-		cfg.Services = []string{"dataprep", "tokenizer", "trainer", "inference", "pipeline"}
+		cfg.Services = []string{"dataprep", "tokenizer", "trainer", "quantizer", "distiller", "inference", "pipeline"}
 		if cfg.DataDir == "" {
 			tmp, err := os.MkdirTemp("", "llmesh-pipeline-")
 			if err != nil {

@@ -16,15 +16,17 @@ import (
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/gateway"
 	"github.com/llmesh/llmesh/services/dataprep"
+	"github.com/llmesh/llmesh/services/distiller"
 	"github.com/llmesh/llmesh/services/filter"
 	"github.com/llmesh/llmesh/services/inference"
 	"github.com/llmesh/llmesh/services/pipeline"
+	"github.com/llmesh/llmesh/services/quantizer"
 	"github.com/llmesh/llmesh/services/tokenizer"
 	"github.com/llmesh/llmesh/services/trainer"
 )
 
 // Services are the names `serve` accepts, in start order.
-var Services = []string{"dataprep", "tokenizer", "trainer", "filter", "inference", "pipeline", "gateway"}
+var Services = []string{"dataprep", "tokenizer", "trainer", "quantizer", "distiller", "filter", "inference", "pipeline", "gateway"}
 
 // The filter client is the inference service's filter.
 var _ inference.Filter = (*filter.Client)(nil)
@@ -96,7 +98,7 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	}
 	needHost := false
 	for _, s := range cfg.Services {
-		needHost = needHost || s == "trainer" || s == "inference" || s == "filter"
+		needHost = needHost || s == "trainer" || s == "inference" || s == "filter" || s == "quantizer" || s == "distiller"
 	}
 	if needHost {
 		cmd := cfg.PluginCommand
@@ -141,6 +143,13 @@ func (st *stack) service(name string, cfg stackConfig) (func(context.Context) er
 			h := s.MetricsHandler()
 			st.metrics.Store(&h)
 		}
+		return runOf(s, err)
+	case "quantizer":
+		s, err := quantizer.New(quantizer.Config{Bus: b, Host: st.host, Logger: log})
+		return runOf(s, err)
+	case "distiller":
+		// Distill and prune jobs.
+		s, err := distiller.New(distiller.Config{Bus: b, Host: st.host, Logger: log})
 		return runOf(s, err)
 	case "filter":
 		// The learned stage runs classifiers the trainer made, in a

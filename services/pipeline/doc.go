@@ -1,7 +1,9 @@
 // Package pipeline is the pipeline service: it consumes jobs.pipeline and
 // runs a whole model life as child jobs on the bus — dataprep, tokenize,
-// train — then asks the inference service for samples, and reports one
-// summary of every stage.
+// train, and optionally quantize, distill and prune (each starting from the
+// model of the stage before it, or of the stage its "from" names) — then
+// asks the inference service for samples of the last model, and reports
+// one summary of every stage.
 //
 // The orchestrator holds no state of its own: each child job's id is derived
 // from the pipeline's, so a redelivered pipeline job finds the children that

@@ -60,24 +60,28 @@ type Sample struct {
 
 // Summary is what a pipeline job reports.
 type Summary struct {
-	Name           string        `json:"name"`
-	Dataset        string        `json:"dataset"`
-	Documents      int64         `json:"documents"`
-	CorpusBytes    int64         `json:"corpus_bytes"`
-	Tokenizer      string        `json:"tokenizer"`
-	VocabSize      int64         `json:"vocab_size"`
-	TrainTokens    int64         `json:"train_tokens"`
-	ValTokens      int64         `json:"val_tokens"`
-	Model          string        `json:"model"`
-	Parameters     int64         `json:"parameters"`
-	Steps          int64         `json:"steps"`
-	InitialValLoss float64       `json:"initial_val_loss"`
-	FinalValLoss   float64       `json:"final_val_loss"`
-	TokensPerSec   float64       `json:"tokens_per_sec"`
-	PluginRestarts int64         `json:"plugin_restarts"`
-	Samples        []Sample      `json:"samples"`
-	Stages         []StageResult `json:"stages"`
-	Seconds        float64       `json:"seconds"`
+	Name           string  `json:"name"`
+	Dataset        string  `json:"dataset"`
+	Documents      int64   `json:"documents"`
+	CorpusBytes    int64   `json:"corpus_bytes"`
+	Tokenizer      string  `json:"tokenizer"`
+	VocabSize      int64   `json:"vocab_size"`
+	TrainTokens    int64   `json:"train_tokens"`
+	ValTokens      int64   `json:"val_tokens"`
+	Model          string  `json:"model"`
+	Parameters     int64   `json:"parameters"`
+	Steps          int64   `json:"steps"`
+	InitialValLoss float64 `json:"initial_val_loss"`
+	FinalValLoss   float64 `json:"final_val_loss"`
+	TokensPerSec   float64 `json:"tokens_per_sec"`
+	PluginRestarts int64   `json:"plugin_restarts"`
+	// Models maps each stage that made a model (train, quantize, distill,
+	// prune) to its registered name; SampledModel is the one sampled.
+	Models       map[string]string `json:"models"`
+	SampledModel string            `json:"sampled_model"`
+	Samples      []Sample          `json:"samples"`
+	Stages       []StageResult     `json:"stages"`
+	Seconds      float64           `json:"seconds"`
 }
 
 func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
@@ -148,6 +152,33 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	sum.Parameters, sum.Steps, sum.InitialValLoss, sum.FinalValLoss = trained.Parameters, trained.Steps, trained.Initial, trained.Final
 	sum.TokensPerSec, sum.PluginRestarts = trained.TokensPerSec, trained.Restarts
 
+	// quantize, distill, prune: each from the model of the stage it names
+	models := map[string]string{"train": tr.Model}
+	for _, name := range compressStages {
+		c := spec.stage(name)
+		if c == nil {
+			continue
+		}
+		js := map[string]any{}
+		for k, v := range c.Job {
+			js[k] = v
+		}
+		js["output"], js["train_refs"], js["val_ref"] = c.Output, tok.TrainRefs, tok.ValRef
+		switch name {
+		case "distill":
+			js["teacher"], js["tokenizer"] = models[c.From], t.Name
+		default:
+			js["model"] = models[c.From]
+		}
+		var out struct{}
+		if err := s.stage(ctx, job, &sum, name, js, &out); err != nil {
+			return nil, err
+		}
+		models[name] = c.Output
+	}
+	sum.Models = models
+	sum.SampledModel = models[spec.Generate.Model]
+
 	// generate
 	g := spec.Generate
 	prompts := g.Prompts
@@ -156,10 +187,10 @@ func (s *Service) handle(ctx context.Context, job *bus.Job) ([]byte, error) {
 	}
 	genStart := time.Now()
 	for i, p := range prompts {
-		job.Progress("generate", int64(i), int64(len(prompts)), "sampling from "+tr.Model)
+		job.Progress("generate", int64(i), int64(len(prompts)), "sampling from "+sum.SampledModel)
 		smp := Sample{Prompt: p}
 		err := s.bus.Generate(ctx, &busv1.GenerateRequest{
-			Model: tr.Model, Prompt: p, MaxTokens: g.MaxTokens, Temperature: g.Temperature, TopK: g.TopK, Seed: g.Seed + uint64(i),
+			Model: sum.SampledModel, Prompt: p, MaxTokens: g.MaxTokens, Temperature: g.Temperature, TopK: g.TopK, Seed: g.Seed + uint64(i),
 		}, func(c *busv1.GenerateChunk) error {
 			smp.Text += c.Text
 			if c.Done {

@@ -57,6 +57,9 @@ var (
 		bus.KindDataprep: `{"dataset":"p-clean","ref":"` + bus.RefOf([]byte("corpus")) + `","bytes":4321,"input_documents":12,"documents":10}`,
 		bus.KindTokenize: `{"tokenizer":"p","vocab_size":296,"train_refs":["` + trainRef + `"],"val_ref":"` + valRef + `","train_tokens":900,"val_tokens":100}`,
 		bus.KindTrain:    `{"parameters":12345,"steps":20,"initial_val_loss":5.5,"final_val_loss":3.25,"tokens_per_sec":1000.5,"plugin_restarts":1}`,
+		bus.KindQuantize: `{"ratio":3.9}`,
+		bus.KindDistill:  `{"student_val_loss":3.5}`,
+		bus.KindPrune:    `{"sparsity":0.5}`,
 	}
 	fakeText = []string{"甲方", "应当", "付款。"}
 )
@@ -89,7 +92,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	run(t, "pipeline Run", svc.Run)
-	for _, kind := range []string{bus.KindDataprep, bus.KindTokenize, bus.KindTrain} {
+	for _, kind := range []string{bus.KindDataprep, bus.KindTokenize, bus.KindTrain, bus.KindQuantize, bus.KindDistill, bus.KindPrune} {
 		run(t, kind+" double", func(ctx context.Context) error {
 			return b.ServeJobs(ctx, kind, h.handler(kind), bus.WorkerOptions{})
 		})
@@ -255,6 +258,7 @@ func TestPipeline(t *testing.T) {
 		Name: "p", Dataset: "p-clean", Documents: 10, CorpusBytes: 4321,
 		Tokenizer: "p", VocabSize: 296, TrainTokens: 900, ValTokens: 100,
 		Model: "m1", Parameters: 12345, Steps: 20, InitialValLoss: 5.5, FinalValLoss: 3.25, TokensPerSec: 1000.5, PluginRestarts: 1,
+		Models: map[string]string{"train": "m1"}, SampledModel: "m1",
 		Samples: []pipeline.Sample{sample("第一条"), sample("The lessee")},
 		Stages: []pipeline.StageResult{
 			{Stage: "dataprep", Job: id + "-dataprep", Result: json.RawMessage(fakeResult[bus.KindDataprep])},
@@ -355,6 +359,79 @@ func TestPipeline(t *testing.T) {
 	}
 	if last := evs[len(evs)-1]; last.Type != bus.EventDone || string(last.GetResultJson()) != string(rec.ResultJson) {
 		t.Errorf("last pipeline event %s does not carry the summary", last.Type)
+	}
+}
+
+// TestPipelineCompress chains train → quantize → distill (from train) →
+// prune (from distill) → generate (from the last model).
+func TestPipelineCompress(t *testing.T) {
+	h := newHarness(t)
+	const id = "pipe-c"
+	h.submit(t, id, pipelineYAML+`
+quantize: {mode: w8a8, calib_batches: 2}
+distill: {from: train, student: {n_ctx: 16, n_embd: 16, n_layer: 1, n_head: 2}, steps: 10, baseline: true}
+prune: {sparsity: 0.5, steps: 5, output: small}
+`)
+	rec := h.finished(t, id)
+	if rec.State != busv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("pipeline: %s %q, want succeeded", rec.State, rec.Error)
+	}
+	var sum pipeline.Summary
+	if err := json.Unmarshal(rec.ResultJson, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"train": "m1", "quantize": "m1-int8", "distill": "m1-student", "prune": "small"}, sum.Models); diff != "" || sum.SampledModel != "small" {
+		t.Errorf("models (-want +got):\n%s; sampled %q", diff, sum.SampledModel)
+	}
+	var stages []string
+	for _, st := range sum.Stages {
+		stages = append(stages, st.Stage)
+	}
+	if diff := cmp.Diff([]string{"dataprep", "tokenize", "train", "quantize", "distill", "prune", "generate"}, stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+	data := map[string]any{"train_refs": []any{trainRef}, "val_ref": valRef}
+	with := func(m map[string]any) map[string]any {
+		for k, v := range data {
+			m[k] = v
+		}
+		return m
+	}
+	for kind, want := range map[string]map[string]any{
+		bus.KindQuantize: with(map[string]any{"model": "m1", "output": "m1-int8", "mode": "w8a8", "calib_batches": 2.0}),
+		bus.KindDistill: with(map[string]any{"teacher": "m1", "tokenizer": "p", "output": "m1-student", "steps": 10.0, "baseline": true,
+			"student": map[string]any{"n_ctx": 16.0, "n_embd": 16.0, "n_layer": 1.0, "n_head": 2.0}}),
+		bus.KindPrune: with(map[string]any{"model": "m1-student", "output": "small", "sparsity": 0.5, "steps": 5.0}),
+	} {
+		if diff := cmp.Diff(want, h.child(t, id+"-"+kind).Spec); diff != "" {
+			t.Errorf("%s spec (-want +got):\n%s", kind, diff)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.requests) != 2 || h.requests[0].Model != "small" {
+		t.Errorf("generate asked %v, want the pruned model", h.requests)
+	}
+}
+
+func TestCompressStageErrors(t *testing.T) {
+	base := pipelineYAML
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"prune from quantize":  {base + "quantize: {}\nprune: {from: quantize}\n", "prune.from quantize"},
+		"from a later stage":   {base + "quantize: {from: distill}\ndistill: {student: {}}\n", `quantize.from "distill"`},
+		"from a missing stage": {base + "prune: {from: distill}\n", `prune.from "distill"`},
+		"pipeline's field":     {base + "quantize: {model: x}\n", "model is set by the pipeline"},
+		"no student":           {base + "distill: {steps: 3}\n", "distill.student"},
+		"output clash":         {base + "quantize: {output: m1}\n", `"m1" is the model of stage train`},
+		"generate model":       {strings.Replace(base, "generate: {", "generate: {model: prune, ", 1) + "quantize: {}\n", `generate.model "prune"`},
+		"not a mapping":        {base + "prune: 3\n", "prune"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := pipeline.ParseYAML([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }
 

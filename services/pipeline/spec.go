@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -12,13 +14,144 @@ import (
 	"github.com/llmesh/llmesh/services/internal/jobspec"
 )
 
-// Spec is a pipeline: dataset → tokenizer → train → generate.
+// Spec is a pipeline: dataset → tokenizer → train → [quantize] →
+// [distill] → [prune] → generate. Each optional compression stage starts
+// from the model of the stage before it (or of the stage its From names),
+// and generate samples from the last model.
 type Spec struct {
 	Name      string         `json:"name"`
 	Dataset   DatasetStage   `json:"dataset"`
 	Tokenizer TokenizerStage `json:"tokenizer"`
 	Train     TrainStage     `json:"train"`
+	Quantize  *CompressStage `json:"quantize,omitempty"`
+	Distill   *CompressStage `json:"distill,omitempty"`
+	Prune     *CompressStage `json:"prune,omitempty"`
 	Generate  GenerateStage  `json:"generate"`
+}
+
+// CompressStage is a quantize, distill or prune stage: the fields of its
+// job's spec (services/quantizer and services/distiller) other than the
+// source model and the token shards, which the pipeline fills in. From
+// names the stage whose model it starts from ("train", "quantize",
+// "distill"; default: the stage before it).
+type CompressStage struct {
+	From   string         `json:"from,omitempty"`
+	Output string         `json:"output,omitempty"`
+	Job    map[string]any `json:"-"`
+}
+
+// compressStages are the optional stages in pipeline order.
+var compressStages = []string{"quantize", "distill", "prune"}
+
+// UnmarshalJSON keeps every field but from and output for the job.
+func (c *CompressStage) UnmarshalJSON(data []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("a stage must be a mapping")
+	}
+	for _, k := range []string{"from", "output"} {
+		if v, ok := m[k]; ok {
+			s, ok := v.(string)
+			if !ok {
+				return fmt.Errorf("%s must be a string", k)
+			}
+			if k == "from" {
+				c.From = s
+			} else {
+				c.Output = s
+			}
+			delete(m, k)
+		}
+	}
+	for _, k := range []string{"model", "teacher", "teacher_checkpoint", "checkpoint", "train_refs", "val_ref", "train_ref"} {
+		if _, ok := m[k]; ok {
+			return fmt.Errorf("%s is set by the pipeline (use from to pick the stage whose model it starts from)", k)
+		}
+	}
+	c.Job = m
+	return nil
+}
+
+// MarshalJSON writes the stage back as one mapping.
+func (c CompressStage) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	for k, v := range c.Job {
+		m[k] = v
+	}
+	if c.From != "" {
+		m["from"] = c.From
+	}
+	if c.Output != "" {
+		m["output"] = c.Output
+	}
+	return json.Marshal(m)
+}
+
+// stage returns the optional stage called name.
+func (s *Spec) stage(name string) *CompressStage {
+	switch name {
+	case "quantize":
+		return s.Quantize
+	case "distill":
+		return s.Distill
+	case "prune":
+		return s.Prune
+	}
+	return nil
+}
+
+// validateCompress fills each optional stage's From and Output and checks
+// the chain: a stage starts from train or an earlier stage that runs, and
+// distill and prune need an FP32 model where they train it.
+func (s *Spec) validateCompress() error {
+	prev := "train"
+	models := map[string]string{"train": s.Train.Model}
+	for _, name := range compressStages {
+		c := s.stage(name)
+		if c == nil {
+			continue
+		}
+		if c.From == "" {
+			c.From = prev
+		}
+		from, ok := models[c.From]
+		if !ok {
+			return fmt.Errorf("%s.from %q: want train or an earlier stage that runs (%v)", name, c.From, slices.Sorted(maps.Keys(models)))
+		}
+		if name == "prune" && c.From == "quantize" {
+			return errors.New("prune.from quantize: pruning fine-tunes an FP32 model; start it from train or distill (and quantize last)")
+		}
+		if c.Output == "" {
+			suffix := map[string]string{"quantize": "-int8", "distill": "-student", "prune": "-pruned"}[name]
+			c.Output = from + suffix
+		}
+		if err := bus.ValidName(c.Output); err != nil {
+			return fmt.Errorf("%s.output: %w", name, err)
+		}
+		for other, m := range models {
+			if m == c.Output {
+				return fmt.Errorf("%s.output %q is the model of stage %s", name, c.Output, other)
+			}
+		}
+		if name == "distill" {
+			if _, ok := c.Job["student"]; !ok {
+				return errors.New("distill.student (the student's transformer config) is required")
+			}
+		}
+		models[name] = c.Output
+		prev = name
+	}
+	if g := s.Generate.Model; g != "" {
+		if _, ok := models[g]; !ok {
+			return fmt.Errorf("generate.model %q: want train or a stage that runs (%v)", g, slices.Sorted(maps.Keys(models)))
+		}
+	} else {
+		s.Generate.Model = prev
+	}
+	return nil
 }
 
 // DatasetStage prepares the corpus (a dataprep job).
@@ -65,8 +198,10 @@ type TrainStage struct {
 	MaxRestarts     int            `json:"max_restarts,omitempty"`
 }
 
-// GenerateStage samples text from the trained model.
+// GenerateStage samples text from the last model (or the model of the
+// stage Model names: train, quantize, distill or prune).
 type GenerateStage struct {
+	Model       string   `json:"model,omitempty"`
 	Prompts     []string `json:"prompts,omitempty"`
 	MaxTokens   int32    `json:"max_tokens,omitempty"`
 	Temperature float32  `json:"temperature,omitempty"`
@@ -124,7 +259,7 @@ func (s *Spec) Validate() error {
 	if g.MaxTokens == 0 {
 		g.MaxTokens = 64
 	}
-	return nil
+	return s.validateCompress()
 }
 
 // ParseSpec decodes and validates a JSON pipeline spec.

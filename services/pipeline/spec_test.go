@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,7 +44,7 @@ func TestParseYAML(t *testing.T) {
 				Dataset:   pipeline.DatasetStage{Builtin: "demo", Output: "pipeline-clean"},
 				Tokenizer: pipeline.TokenizerStage{Name: "pipeline"},
 				Train:     pipeline.TrainStage{Model: "pipeline", Config: map[string]any{"n_ctx": 16.0}},
-				Generate:  pipeline.GenerateStage{MaxTokens: 64},
+				Generate:  pipeline.GenerateStage{Model: "train", MaxTokens: 64},
 			},
 		},
 		"names follow name": {
@@ -52,7 +54,7 @@ func TestParseYAML(t *testing.T) {
 				Dataset:   pipeline.DatasetStage{Input: "raw", Output: "legal-clean"},
 				Tokenizer: pipeline.TokenizerStage{Name: "legal"},
 				Train:     pipeline.TrainStage{Model: "legal", Config: map[string]any{}},
-				Generate:  pipeline.GenerateStage{MaxTokens: 64},
+				Generate:  pipeline.GenerateStage{Model: "train", MaxTokens: 64},
 			},
 		},
 		"full": {
@@ -65,7 +67,7 @@ func TestParseYAML(t *testing.T) {
 					Model: "tiny-model", Config: map[string]any{"n_ctx": 16.0, "n_embd": 32.0, "n_layer": 1.0, "n_head": 2.0},
 					Backend: "cpu", Steps: 60, Batch: 8, LR: 0.01, EvalEvery: 10, CheckpointEvery: 20, LogEvery: 5, Seed: 1,
 				},
-				Generate: pipeline.GenerateStage{Prompts: []string{"第一条", "The lessee"}, MaxTokens: 12, Temperature: 0.8, TopK: 5, Seed: 9},
+				Generate: pipeline.GenerateStage{Model: "train", Prompts: []string{"第一条", "The lessee"}, MaxTokens: 12, Temperature: 0.8, TopK: 5, Seed: 9},
 			},
 		},
 		"sixteen prompts": {
@@ -75,7 +77,7 @@ func TestParseYAML(t *testing.T) {
 				Dataset:   pipeline.DatasetStage{Builtin: "demo", Output: "pipeline-clean"},
 				Tokenizer: pipeline.TokenizerStage{Name: "pipeline"},
 				Train:     pipeline.TrainStage{Model: "pipeline", Config: map[string]any{}},
-				Generate:  pipeline.GenerateStage{Prompts: strings.Split(strings.Repeat("p", 16), ""), MaxTokens: 64},
+				Generate:  pipeline.GenerateStage{Model: "train", Prompts: strings.Split(strings.Repeat("p", 16), ""), MaxTokens: 64},
 			},
 		},
 	}
@@ -174,5 +176,23 @@ func TestParseSpecErrors(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The example pipeline files parse, and the compression example chains
+// every stage.
+func TestExamples(t *testing.T) {
+	for _, f := range []string{"demo.yaml", "compress.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "examples", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, spec, err := pipeline.ParseYAML(data)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if f == "compress.yaml" && (spec.Quantize == nil || spec.Distill == nil || spec.Prune == nil || spec.Prune.From != "distill" || spec.Generate.Model != "prune") {
+			t.Errorf("%s: quantize %v, distill %v, prune %v, generate from %q", f, spec.Quantize, spec.Distill, spec.Prune, spec.Generate.Model)
+		}
 	}
 }
