@@ -19,6 +19,13 @@
 // MLP neuron (PruneMagnitude, PruneHeads, PruneNeurons, PruneSpec), and a
 // SparsityMask that AdamW keeps at zero while a pruned model fine-tunes.
 //
+// Tensor parallelism: a TPModel is one rank's Megatron-style slice of a
+// Model (its attention heads and MLP columns; everything else replicated),
+// trained in lockstep with the other ranks through a caller-supplied
+// allreduce (AllReduceFunc: two activation sums forward and two gradient
+// sums backward per layer) and AdamW.StepTP, and gathered back to a full
+// Model for checkpoints (GatherModel).
+//
 // The math is written against Kernels, a small interface of dense
 // primitives (Sgemm at its core), with optional extensions found by type
 // assertion (VectorKernels, PackedKernels). PortableKernels is the pure-Go
