@@ -988,3 +988,63 @@ gemvR4P1_write:
 	VZEROUPPER
 	RET
 
+// func maxAbsAVX512(x unsafe.Pointer, blocks int, out unsafe.Pointer)
+TEXT ·maxAbsAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ blocks+8(FP), CX
+	MOVQ out+16(FP), DI
+	MOVQ $0x7fffffff, R8
+	MOVQ R8, X1
+	VPBROADCASTD X1, Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	TESTQ $1, CX
+	JZ maxAbs_pairs
+	VPANDD (SI), Z1, Z3
+	VMAXPS Z3, Z0, Z0
+	ADDQ $64, SI
+maxAbs_pairs:
+	SHRQ $1, CX
+	JZ maxAbs_done
+maxAbs_loop:
+	VPANDD (SI), Z1, Z3
+	VPANDD 64(SI), Z1, Z4
+	VMAXPS Z3, Z0, Z0
+	VMAXPS Z4, Z2, Z2
+	ADDQ $128, SI
+	DECQ CX
+	JNZ maxAbs_loop
+maxAbs_done:
+	VMAXPS Z2, Z0, Z0
+	VMOVUPS Z0, (DI)
+	VZEROUPPER
+	RET
+
+// func quantAVX512(dst, src unsafe.Pointer, blocks int, inv float32)
+TEXT ·quantAVX512(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), CX
+	VBROADCASTSS inv+24(FP), Z0
+	MOVQ $0x42fe0000, R8
+	MOVQ R8, X1
+	VPBROADCASTD X1, Z1
+	MOVQ $0xc2fe0000, R8
+	MOVQ R8, X2
+	VPBROADCASTD X2, Z2
+	TESTQ CX, CX
+	JZ quant_done
+quant_loop:
+	VMULPS (SI), Z0, Z3
+	VMINPS Z1, Z3, Z3
+	VMAXPS Z2, Z3, Z3
+	VCVTPS2DQ Z3, Z3
+	VPMOVSDB Z3, (DI)
+	ADDQ $64, SI
+	ADDQ $16, DI
+	DECQ CX
+	JNZ quant_loop
+quant_done:
+	VZEROUPPER
+	RET
+

@@ -30,6 +30,12 @@ func gemvR3P1(kg int, a unsafe.Pointer, lda int, b unsafe.Pointer, pstride int, 
 //go:noescape
 func gemvR4P1(kg int, a unsafe.Pointer, lda int, b unsafe.Pointer, pstride int, c unsafe.Pointer, ldc int, comp, aScale, bScale unsafe.Pointer, acc int)
 
+//go:noescape
+func maxAbsAVX512(x unsafe.Pointer, blocks int, out unsafe.Pointer)
+
+//go:noescape
+func quantAVX512(dst, src unsafe.Pointer, blocks int, inv float32)
+
 // gemvKernels[rows-1] is the kernel of four panels (one or two rows) or
 // two (three or four rows); gemvKernels1[rows-1] that of one panel.
 var gemvKernels = [4]gemvFunc{gemvR1P4, gemvR2P4, gemvR3P2, gemvR4P2}

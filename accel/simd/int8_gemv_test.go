@@ -162,3 +162,45 @@ func BenchmarkGemvInt8(b *testing.B) {
 		}
 	}
 }
+
+// TestQuantizeInt8 checks MaxAbs and QuantizeInt8 (vector blocks and the
+// scalar tail) against float64 references on every length up to 100:
+// values beyond the clamp, exact halves (to even) and negative zero.
+func TestQuantizeInt8(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 101 {
+		x := make([]float32, n)
+		for i := range x {
+			switch r.IntN(4) {
+			case 0:
+				x[i] = float32(r.IntN(301)-150) + 0.5 // halves, some past ±127
+			case 1:
+				x[i] = float32(math.Copysign(0, -1))
+			default:
+				x[i] = float32(r.NormFloat64() * 60)
+			}
+		}
+		want := 0.0
+		for _, v := range x {
+			want = math.Max(want, math.Abs(float64(v)))
+		}
+		if got := MaxAbs(x); float64(got) != want {
+			t.Fatalf("n=%d: MaxAbs = %v, want %v", n, got, want)
+		}
+		for _, inv := range []float32{1, 0.37, 2.5} {
+			q := make([]int8, n+1)
+			q[n] = 99
+			QuantizeInt8(q, x, inv)
+			for i, v := range x {
+				f := float64(v * inv)
+				w := int8(math.RoundToEven(math.Max(-127, math.Min(127, f))))
+				if q[i] != w {
+					t.Fatalf("n=%d inv=%v: q[%d] = %d for %v, want %d", n, inv, i, q[i], v, w)
+				}
+			}
+			if q[n] != 99 {
+				t.Fatalf("n=%d: QuantizeInt8 wrote past its source", n)
+			}
+		}
+	}
+}

@@ -124,34 +124,21 @@ func (s *int8State) product(sc *int8Scratch, qm *qmat, out, in []float32, N int,
 
 // quantizeRows quantizes the N rows of x (I wide) into q: with act = 0
 // each row by its own scale max|x|/127 (stored in scales), else all with
-// scale act (saturating). Rounding is to nearest, halves away from zero.
+// scale act (saturating at ±127). Rounding is to nearest, halves to even
+// (simd.QuantizeInt8).
 func quantizeRows(q []int8, scales, x []float32, N, I int, act float32) {
 	for r := range N {
 		row, qr := x[r*I:(r+1)*I], q[r*I:(r+1)*I]
 		s := act
 		if s == 0 {
-			var mx float32
-			for _, v := range row {
-				mx = max(mx, abs32(v))
-			}
-			s = mx / 127
+			s = simd.MaxAbs(row) / 127
 		}
 		scales[r] = s
 		if s == 0 || math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
 			clear(qr)
 			continue
 		}
-		inv := 1 / s
-		for i, v := range row {
-			f := v * inv
-			if f >= 0 {
-				f += 0.5
-			} else {
-				f -= 0.5
-			}
-			f = max(-127, min(127, f))
-			qr[i] = int8(f)
-		}
+		simd.QuantizeInt8(qr, row, 1/s)
 	}
 }
 

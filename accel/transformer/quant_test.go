@@ -90,8 +90,9 @@ func TestQuantizeMatrixAgainstFloat64(t *testing.T) {
 // TestInt8ProductAgainstFloat64 runs INT8 products of odd shapes (one row
 // to many, both weight layouts, dynamic and static activation scales) on
 // every kernel path and compares them with the float64 product of the
-// dequantized operands: the INT8 sums are exact, so only the float32
-// scaling differs (relative 1e-5 of Σ|x·w|).
+// dequantized operands (the inputs quantized as the model does): the INT8
+// sums are exact, so only the float32 scaling differs (relative 1e-5 of
+// Σ|x·w|).
 func TestInt8ProductAgainstFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 7))
 	for kname, k := range testKernels() {
@@ -126,10 +127,13 @@ func TestInt8ProductAgainstFloat64(t *testing.T) {
 							}
 							as = float64(float32(mx) / 127)
 						}
+						inv := 1 / float32(as)
 						for o := range O {
 							var sum, mag float64
 							for i := range I {
-								xq := math.Max(-127, math.Min(127, math.Round(float64(x[n*I+i])/as)))
+								// The quantized input: x·(1/scale) in float32,
+								// clamped, halves to even.
+								xq := math.RoundToEven(float64(max(-127, min(127, x[n*I+i]*inv))))
 								wi := i*O + o
 								ws := float64(qm.scale[o])
 								if rowCh {
