@@ -154,7 +154,7 @@ func distillRow(row []float32, tgt int, eps, scale float32, grad bool, idx []int
 	}
 	var ts float64
 	for k, v := range tl {
-		lp[k] = float64(v-tmx) / T
+		lp[k] = (float64(v) - float64(tmx)) / T // float32 could overflow
 		ts += math.Exp(lp[k])
 	}
 	logZ := math.Log(ts)
