@@ -66,13 +66,18 @@ func (o *AdamW) SetState(s AdamWState) error {
 	return nil
 }
 
-// SetMask makes every later Step keep the masked parameters at zero: their
-// gradients are left out of the global norm (and so of clipping), and
-// after the update the parameters and both moments are zero. SetMask
-// clears the masked moments now; nil removes the mask.
+// SetMask makes every later Step keep the masked parameters, which must
+// be zero, at zero: Step zeroes their gradients (in the caller's slice),
+// so they are left out of the global norm and clipping, and their moments
+// stay zero, and a zero gradient on zero moments leaves a zero weight
+// unchanged (Config.Eps must be positive). SetMask clears the masked
+// moments now; nil removes the mask.
 func (o *AdamW) SetMask(s *SparsityMask) error {
 	if s != nil && s.Size() != len(o.m) {
 		return fmt.Errorf("%w: sparsity mask covers %d parameters, the optimizer %d", ErrInvalidInput, s.Size(), len(o.m))
+	}
+	if s != nil && !(o.Config.Eps > 0) {
+		return fmt.Errorf("%w: a sparsity mask needs a positive eps, not %v", ErrInvalidInput, o.Config.Eps)
 	}
 	o.mask = s
 	if s != nil {
@@ -104,9 +109,18 @@ func (t *adamTask) Run(i int) {
 	if t.norm {
 		var ss float64
 		if mk := o.mask; mk != nil {
-			for j := lo; j < hi; j++ {
-				if !mk.Has(j) {
-					ss += float64(t.grads[j]) * float64(t.grads[j])
+			// Masked gradients become +0 (ANDed with the mask's bits, no
+			// branch); blocks start on a word (adamBlock is a multiple of
+			// 64). With a zero gradient and zero moments, the update
+			// leaves a zero weight at exactly zero.
+			for w0 := lo; w0 < hi; w0 += 64 {
+				w := mk.bits[w0>>6]
+				gs := t.grads[w0:min(w0+64, hi)]
+				for k, g := range gs {
+					g = math.Float32frombits(math.Float32bits(g) & (uint32(w&1) - 1))
+					gs[k] = g
+					ss += float64(g) * float64(g)
+					w >>= 1
 				}
 			}
 		} else {
@@ -137,11 +151,6 @@ func (t *adamTask) Run(i int) {
 	if pos < hi {
 		t.update(pos, hi, 0)
 	}
-	if mk := o.mask; mk != nil {
-		mk.applyRange(t.params, lo, hi)
-		mk.applyRange(o.m, lo, hi)
-		mk.applyRange(o.v, lo, hi)
-	}
 }
 
 // update is the fused AdamW step for [lo, hi): one pass reads g, m, v, p
@@ -163,8 +172,8 @@ func (t *adamTask) update(lo, hi int, wd float32) {
 
 // Step applies one update with learning rate lr: clips grads to the global
 // norm Config.GradClip (when positive), then updates params, in parallel
-// over blocks, and zeroes the masked ones (SetMask). It returns the
-// gradient norm before clipping (of the unmasked gradients).
+// over blocks; with a mask (SetMask) it first zeroes the masked entries of
+// grads. It returns the gradient norm before clipping.
 func (o *AdamW) Step(params, grads []float32, lr float32) float64 {
 	if len(params) != len(o.m) || len(grads) != len(o.m) {
 		panic(fmt.Sprintf("adamw: %d params and %d grads for %d moments", len(params), len(grads), len(o.m)))
