@@ -155,6 +155,9 @@ func TestAdamWKeepSparsity(t *testing.T) {
 	if err := o.SetMask(&SparsityMask{n: 3, bits: make([]uint64, 1)}); !errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("mask of the wrong size: error %v", err)
 	}
+	if err := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95}, m).SetMask(mask); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("mask with eps 0 (0/0 for a masked weight): error %v", err)
+	}
 }
 
 // A pruned model fine-tuned with the mask keeps every pruned weight at
