@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 // Post-training INT8 quantization. A quantized checkpoint is a
@@ -24,8 +26,9 @@ import (
 // with its own scale (max |x| / 127) when it is multiplied.
 //
 // Quantization is symmetric: scale = max |w| / 127 over the channel,
-// q = round(w / scale) (halves away from zero), in [-127, 127]; a channel
-// of zeros has scale 0.
+// q = round(w · (1/scale)) in float32, halves to even, in [-127, 127] (as
+// simd.QuantizeInt8 quantizes activations); a channel of zeros has scale
+// 0.
 
 // Metadata of a quantized checkpoint.
 const (
@@ -201,11 +204,7 @@ func quantizeMatrix(w []float32, rows, cols int, rowCh bool, q []int8, scale []f
 	if rowCh {
 		for r := range rows {
 			row := w[r*cols : (r+1)*cols]
-			var mx float32
-			for _, v := range row {
-				mx = max(mx, abs32(v))
-			}
-			s := float32(float64(mx) / 127)
+			s := float32(float64(simd.MaxAbs(row)) / 127)
 			scale[r] = s
 			quantRow(row, q[r*cols:(r+1)*cols], s)
 		}
@@ -217,30 +216,28 @@ func quantizeMatrix(w []float32, rows, cols int, rowCh bool, q []int8, scale []f
 			scale[j] = max(scale[j], abs32(v))
 		}
 	}
+	inv := make([]float32, cols)
 	for j, mx := range scale[:cols] {
 		scale[j] = float32(float64(mx) / 127)
+		if scale[j] > 0 {
+			inv[j] = 1 / scale[j]
+		}
 	}
 	for r := range rows {
 		row, qr := w[r*cols:(r+1)*cols], q[r*cols:(r+1)*cols]
 		for j, v := range row {
-			qr[j] = quantOne(v, scale[j])
+			qr[j] = int8(math.RoundToEven(float64(max(-127, min(127, v*inv[j])))))
 		}
 	}
 }
 
+// quantRow quantizes x with scale s (all zero for s = 0).
 func quantRow(x []float32, q []int8, s float32) {
-	for i, v := range x {
-		q[i] = quantOne(v, s)
-	}
-}
-
-// quantOne is round(v / s) in [-127, 127], 0 for s = 0.
-func quantOne(v, s float32) int8 {
 	if s == 0 {
-		return 0
+		clear(q)
+		return
 	}
-	r := math.Round(float64(v) / float64(s))
-	return int8(max(-127, min(127, r)))
+	simd.QuantizeInt8(q, x, 1/s)
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
