@@ -1,0 +1,143 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func dotRowsAVX512(x, a, out unsafe.Pointer, blocks, rows, lda, add int)
+// out[j] = Σ_c x[c]·a[j·lda + c] (+ out[j] when add != 0) for j < rows,
+// c < 16·blocks.
+TEXT ·dotRowsAVX512(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ a+8(FP), DX
+	MOVQ out+16(FP), DI
+	MOVQ blocks+24(FP), CX
+	MOVQ rows+32(FP), R8
+	MOVQ lda+40(FP), R9
+	SHLQ $2, R9
+	MOVQ add+48(FP), R13
+
+dotrow:
+	TESTQ R8, R8
+	JZ   dotdone
+	VXORPS Z0, Z0, Z0
+	VXORPS Z2, Z2, Z2
+	MOVQ SI, R10
+	MOVQ DX, R11
+	MOVQ CX, R12
+
+dotpair:
+	CMPQ R12, $2
+	JLT  dotone
+	VMOVUPS (R10), Z1
+	VFMADD231PS (R11), Z1, Z0
+	VMOVUPS 64(R10), Z3
+	VFMADD231PS 64(R11), Z3, Z2
+	ADDQ $128, R10
+	ADDQ $128, R11
+	SUBQ $2, R12
+	JMP  dotpair
+
+dotone:
+	TESTQ R12, R12
+	JZ   dotsum
+	VMOVUPS (R10), Z1
+	VFMADD231PS (R11), Z1, Z0
+
+dotsum:
+	VADDPS Z2, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	TESTQ R13, R13
+	JZ   dotstore
+	VADDSS (DI), X0, X0
+
+dotstore:
+	VMOVSS X0, (DI)
+	ADDQ $4, DI
+	ADDQ R9, DX
+	DECQ R8
+	JMP  dotrow
+
+dotdone:
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX512(alpha, a, y unsafe.Pointer, blocks, rows, lda int)
+// y[c] += Σ_j alpha[j]·a[j·lda + c] for j < rows, c < 16·blocks.
+TEXT ·axpyRowsAVX512(SB), NOSPLIT, $0-48
+	MOVQ alpha+0(FP), SI
+	MOVQ a+8(FP), DX
+	MOVQ y+16(FP), DI
+	MOVQ blocks+24(FP), CX
+	MOVQ rows+32(FP), R8
+	MOVQ lda+40(FP), R9
+	SHLQ $2, R9
+
+	// Four column blocks at a time: four independent chains.
+axquad:
+	CMPQ CX, $4
+	JLT  axone
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	MOVQ SI, R10
+	MOVQ DX, R11
+	MOVQ R8, R12
+
+axquadrow:
+	TESTQ R12, R12
+	JZ   axquadstore
+	VBROADCASTSS (R10), Z4
+	VFMADD231PS (R11), Z4, Z0
+	VFMADD231PS 64(R11), Z4, Z1
+	VFMADD231PS 128(R11), Z4, Z2
+	VFMADD231PS 192(R11), Z4, Z3
+	ADDQ $4, R10
+	ADDQ R9, R11
+	DECQ R12
+	JMP  axquadrow
+
+axquadstore:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	ADDQ $256, DI
+	ADDQ $256, DX
+	SUBQ $4, CX
+	JMP  axquad
+
+axone:
+	TESTQ CX, CX
+	JZ   axdone
+	VMOVUPS (DI), Z0
+	MOVQ SI, R10
+	MOVQ DX, R11
+	MOVQ R8, R12
+
+axonerow:
+	TESTQ R12, R12
+	JZ   axonestore
+	VBROADCASTSS (R10), Z4
+	VFMADD231PS (R11), Z4, Z0
+	ADDQ $4, R10
+	ADDQ R9, R11
+	DECQ R12
+	JMP  axonerow
+
+axonestore:
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, DX
+	DECQ CX
+	JMP  axone
+
+axdone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package simd
+
+func rowsAsm(Level, int) bool { return false }
+
+func dotRowsAsm([]float32, []float32, int, []float32, bool) {
+	panic("simd: no row kernels in this build")
+}
+
+func axpyRowsAsm([]float32, []float32, int, []float32) { panic("simd: no row kernels in this build") }
