@@ -97,6 +97,9 @@ type Decoder struct {
 	tAct                        decActTask
 	tGemv                       gemvTask
 	vk                          VectorKernels
+	rk                          RowKernels
+	rkOwn                       RowKernels // the kernels' RowKernels, or nil
+	scores                      []float32  // attention: a block of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
 	// wP holds the weights packed for the kernels' GEMM (see packed).
@@ -143,6 +146,10 @@ func NewDecoder(m *Model, budgetBlocks int) *Decoder {
 	d.vk = portableVec{}
 	if vk, ok := m.k.(VectorKernels); ok {
 		d.vk = vk
+	}
+	d.rk = vecRows{d.vk}
+	if rk, ok := m.k.(RowKernels); ok {
+		d.rk, d.rkOwn = rk, rk
 	}
 	return d
 }
@@ -332,6 +339,7 @@ func (d *Decoder) ensure(rows, seqs int) {
 		}
 		d.mean = make([]float32, n)
 		d.rstd = make([]float32, n)
+		d.scores = make([]float32, n*d.cfg.NHead*KVBlockTokens)
 		if d.cfg.RoPE() {
 			d.rc = make([]float32, n*half)
 			d.rs = make([]float32, n*half)
@@ -578,16 +586,17 @@ func (t *decAttnTask) Run(i int) {
 	out := d.y[r*D+h*hd : r*D+h*hd+hd]
 	clear(out)
 	st := attnState{m: float32(math.Inf(-1)), scale: float32(1 / math.Sqrt(float64(hd)))}
+	sc := d.scores[i*KVBlockTokens : (i+1)*KVBlockTokens]
 	kOff := d.cache.kvOffset(t.layer, 0, h, 0)
 	vOff := d.cache.kvOffset(t.layer, 1, h, 0)
 	if w := c.AttnWindow; w > 0 && q-w+1 > 0 {
 		lo := q - w + 1
 		if g := min(c.AttnGlobal, lo); g > 0 {
-			st.keys(d, s, qv, out, 0, g-1, kOff, vOff)
+			st.keys(d, s, qv, out, sc, 0, g-1, kOff, vOff)
 		}
-		st.keys(d, s, qv, out, lo, q, kOff, vOff)
+		st.keys(d, s, qv, out, sc, lo, q, kOff, vOff)
 	} else {
-		st.keys(d, s, qv, out, 0, q, kOff, vOff)
+		st.keys(d, s, qv, out, sc, 0, q, kOff, vOff)
 	}
 	inv := 1 / st.l
 	for j := range out {
@@ -600,33 +609,72 @@ type attnState struct {
 	m, l, scale float32
 }
 
-// keys folds positions lo..hi (inclusive) of s into out.
-func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out []float32, lo, hi, kOff, vOff int) {
+// keys folds positions lo..hi (inclusive) of s into out, a block of the
+// paged cache at a time: the query against the block's keys in one
+// DotRows, the block's softmax weights in one vector exp, and the values
+// they weigh in one AxpyRows.
+func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, kOff, vOff int) {
 	hd := len(qv)
-	var sc [KVBlockTokens]float32
 	for b := lo / KVBlockTokens; b*KVBlockTokens <= hi; b++ {
 		blk := d.cache.data[s.table[b]]
 		s0 := max(lo-b*KVBlockTokens, 0)
 		s1 := min(hi-b*KVBlockTokens, KVBlockTokens-1)
+		p := sc[:s1-s0+1]
+		d.rk.DotRows(qv, blk[kOff+s0*hd:kOff+(s1+1)*hd], hd, p, false)
 		mx := st.m
-		for j := s0; j <= s1; j++ {
-			v := d.vk.Dot(qv, blk[kOff+j*hd:kOff+(j+1)*hd]) * st.scale
-			sc[j] = v
+		for j, v := range p {
+			v *= st.scale
+			p[j] = v
 			mx = max(mx, v)
 		}
 		if mx > st.m {
-			f := float32(math.Exp(float64(st.m - mx)))
+			f := expf(st.m - mx)
 			st.l *= f
 			for k := range out {
 				out[k] *= f
 			}
 			st.m = mx
 		}
-		for j := s0; j <= s1; j++ {
-			p := float32(math.Exp(float64(sc[j] - st.m)))
-			st.l += p
-			d.vk.Axpy(p, blk[vOff+j*hd:vOff+(j+1)*hd], out)
+		expShift(p, p, st.m)
+		for _, v := range p {
+			st.l += v
 		}
+		d.rk.AxpyRows(p, blk[vOff+s0*hd:vOff+(s1+1)*hd], hd, out)
+	}
+}
+
+// RowKernels is an optional extension of Kernels (found by type
+// assertion; *simd.Kernels has it) with products over rows of a matrix lda
+// apart, one call each: the attention's query against a block of the
+// paged cache's keys and its softmax weights over the block's values, and
+// the single-row products of a decode step. Without it the decoder makes
+// them of VectorKernels' Dot and Axpy.
+type RowKernels interface {
+	// DotRows sets out[j] = x · a[j·lda : j·lda+len(x)], or adds it to
+	// out[j] when add is set.
+	DotRows(x, a []float32, lda int, out []float32, add bool)
+	// AxpyRows adds Σ_j alpha[j]·a[j·lda : j·lda+len(y)] to y.
+	AxpyRows(alpha, a []float32, lda int, y []float32)
+}
+
+// vecRows makes RowKernels of VectorKernels.
+type vecRows struct{ vk VectorKernels }
+
+func (r vecRows) DotRows(x, a []float32, lda int, out []float32, add bool) {
+	n := len(x)
+	for j := range out {
+		v := r.vk.Dot(x, a[j*lda:j*lda+n])
+		if add {
+			v += out[j]
+		}
+		out[j] = v
+	}
+}
+
+func (r vecRows) AxpyRows(alpha, a []float32, lda int, y []float32) {
+	n := len(y)
+	for j, v := range alpha {
+		r.vk.Axpy(v, a[j*lda:j*lda+n], y)
 	}
 }
 
@@ -641,7 +689,7 @@ func (d *Decoder) activate(n int) {
 	W := 4 * d.cfg.NEmbd
 	work := 16 * n * W // an exp costs about as much as 16 multiply-adds
 	chunks := 1
-	if work >= parallelWork {
+	if work >= shortWork {
 		chunks = min(n, 4*d.pool.Helpers()+4)
 	}
 	d.tAct.n, d.tAct.per = n, (n+chunks-1)/chunks
@@ -656,15 +704,32 @@ func (t *decActTask) Run(i int) {
 		return
 	}
 	x := d.fc[lo*W : hi*W]
+	var e [256]float32 // exps in a vector pass, a block at a time
 	if d.cfg.SwiGLU() {
 		g := d.gate[lo*W : hi*W]
-		for j, gv := range g {
-			x[j] *= gv / (1 + float32(math.Exp(float64(-gv))))
+		for b0 := 0; b0 < len(x); b0 += len(e) {
+			xs, gs := x[b0:min(b0+len(e), len(x))], g[b0:]
+			es := e[:len(xs)]
+			for j := range es {
+				es[j] = -gs[j]
+			}
+			expShift(es, es, 0)
+			for j, v := range es {
+				xs[j] *= gs[j] / (1 + v)
+			}
 		}
 		return
 	}
-	for j, v := range x {
-		u := geluC * (v + 0.044715*v*v*v)
-		x[j] = 0.5 * v * (1 + tanh32(u))
+	// GELU (tanh form) as x·sigmoid(2u), as geluForward.
+	for b0 := 0; b0 < len(x); b0 += len(e) {
+		xs := x[b0:min(b0+len(e), len(x))]
+		es := e[:len(xs)]
+		for j, v := range xs {
+			es[j] = -2 * geluC * (v + 0.044715*v*v*v)
+		}
+		expShift(es, es, 0)
+		for j, v := range xs {
+			xs[j] = v * (1 / (1 + es[j]))
+		}
 	}
 }

@@ -21,16 +21,25 @@ const gemvMaxRows = 16
 // unsplit with other processes busy), so only larger products are split.
 const parallelWork = 1 << 21
 
+// shortWork is the least work that the decoder splits across helpers
+// already spinning (simd.Pool.RunShort): a few microseconds, where a
+// hand-off to a spinning helper costs well under one.
+const shortWork = 1 << 15
+
 // par runs t's n pieces on the pool when work (multiply-adds) is large
-// enough to pay for it, else on the calling goroutine.
+// enough to pay for a wake-up, across spinning helpers when it pays for a
+// hand-off, else on the calling goroutine.
 func (d *Decoder) par(t simd.Task, n, work int) {
-	if work < parallelWork {
+	switch {
+	case work >= parallelWork:
+		d.pool.Run(t, n)
+	case work >= shortWork:
+		d.pool.RunShort(t, n)
+	default:
 		for i := range n {
 			t.Run(i)
 		}
-		return
 	}
-	d.pool.Run(t, n)
 }
 
 // VectorKernels is an optional extension of Kernels (found by type
@@ -51,6 +60,7 @@ func (portableVec) Axpy(alpha float32, x, y []float32) { axpy(alpha, x, y) }
 // gemvTask is one few-row product, cut into column ranges.
 type gemvTask struct {
 	vk         VectorKernels
+	rk         RowKernels // the kernels' own, or nil
 	transB     bool
 	out, in, w []float32
 	N, I, O    int
@@ -79,7 +89,7 @@ func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
 		return
 	}
 	t := &d.tGemv
-	*t = gemvTask{vk: d.vk, transB: transB, out: out, in: in, w: w, N: N, I: I, O: O}
+	*t = gemvTask{vk: d.vk, rk: d.rkOwn, transB: transB, out: out, in: in, w: w, N: N, I: I, O: O}
 	pieces := 1
 	if N*I*O >= parallelWork {
 		pieces = d.pool.Helpers() + 1
@@ -96,6 +106,16 @@ func (t *gemvTask) Run(p int) {
 		return
 	}
 	N, I, O := t.N, t.I, t.O
+	if N == 1 && t.rk != nil {
+		// One call over the piece's columns: out stays in registers
+		// while the weight rows stream past.
+		if t.transB {
+			t.rk.DotRows(t.in[:I], t.w[lo*I:], I, t.out[lo:hi], true)
+		} else {
+			t.rk.AxpyRows(t.in[:I], t.w[lo:], O, t.out[lo:hi])
+		}
+		return
+	}
 	if t.transB {
 		for o := lo; o < hi; o++ {
 			wr := t.w[o*I : (o+1)*I]
