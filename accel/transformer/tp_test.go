@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/llmesh/llmesh/accel/simd"
 )
 
 // memGroup is an in-process allreduce for World ranks running in
@@ -416,4 +418,43 @@ func TestTPRefusesBadGroups(t *testing.T) {
 	if _, err := m.ForwardBackward(context.Background(), in, in, 1, 11); !errors.Is(err, boom) {
 		t.Errorf("ForwardBackward with a failing allreduce: %v", err)
 	}
+}
+
+// BenchmarkTPStep is one forward and backward pass of the bench train
+// model (d_model 128, 2 layers, 4 heads, 16 x 64 tokens) on the full Model
+// and on a TPModel of world 1 (the same split code, no allreduce): the
+// tensor-parallel code's own overhead, on one thread of accel/simd's
+// kernels (run with -cpu 1).
+func BenchmarkTPStep(b *testing.B) {
+	cfg := Config{VocabSize: 512, NCtx: 64, NEmbd: 128, NLayer: 2, NHead: 4}
+	B, T := 16, 64
+	r := rand.New(rand.NewPCG(1, 2))
+	in, tgt := randTokens(r, B*T, cfg.VocabSize), randTokens(r, B*T, cfg.VocabSize)
+	k, err := simd.New(simd.WithThreads(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	full := New(cfg, k, 1)
+	b.Run("full", func(b *testing.B) {
+		for b.Loop() {
+			full.ZeroGrads()
+			if _, err := full.ForwardBackward(in, tgt, B, T); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*B*T)/b.Elapsed().Seconds(), "tokens/s")
+	})
+	tp, err := NewTP(full, TPConfig{Rank: 0, World: 1, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("tp-world1", func(b *testing.B) {
+		for b.Loop() {
+			tp.ZeroGrads()
+			if _, err := tp.ForwardBackward(context.Background(), in, tgt, B, T); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*B*T)/b.Elapsed().Seconds(), "tokens/s")
+	})
 }
