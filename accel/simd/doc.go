@@ -19,7 +19,10 @@
 // A GEMM is cache-blocked BLIS-style: B is packed once per k slab into
 // panels shared by all threads, each thread packs its own block of A, and
 // a register-blocked microkernel (14×32 on AVX-512, 6×16 on AVX2)
-// multiplies panel pairs. Work is split over a fixed worker pool owned by
+// multiplies panel pairs. Decoding's few-row INT8 products have their own
+// VNNI kernels (GemvInt8Packed: up to four rows against up to four packed
+// panels, streaming the weights once; gen_gemv.go), and QuantizeInt8 and
+// MaxAbs quantize activation rows for them. Work is split over a fixed worker pool owned by
 // a Kernels; calls do not allocate once their buffers are warm.
 //
 // A Kernels is safe for concurrent use. Its helper goroutines belong to

@@ -18,6 +18,13 @@
 // (Model.DistillForwardBackward); pruning by magnitude, attention head or
 // MLP neuron (PruneMagnitude, PruneHeads, PruneNeurons, PruneSpec), and a
 // SparsityMask that AdamW keeps at zero while a pruned model fine-tunes.
+// INT8: Quantize writes a checkpoint with every weight matrix and the tied
+// head in symmetric per-output-channel INT8 (activations quantized per row
+// at run time, or with calibrated static scales: W8A8); a Model read from
+// it runs every weight product, in Loss and in the Decoder, on accel/simd's
+// INT8 kernels, and refuses training (ErrQuantized). QAT (Model.SetQAT)
+// trains through fake-quantized weights with straight-through gradients;
+// StartActivationStats/StopActivationStats is the calibration pass.
 //
 // Tensor parallelism: a TPModel is one rank's Megatron-style slice of a
 // Model (its attention heads and MLP columns; everything else replicated),
