@@ -70,10 +70,10 @@ func (st *SoftTargets) check(n, v int) error {
 // Model's ceTask computes distillRow instead of crossEntropyRow while st
 // is set. The scratch is per chunk of rows and is kept between calls.
 type distillState struct {
-	st      *SoftTargets
-	zs      []float32 // chunks × V: exp(z/T - max/T) of the row in hand
-	logP    []float64 // chunks × K: the teacher's log-probabilities
-	v, k, c int
+	st   *SoftTargets
+	zs   []float32 // chunks × V: exp(z/T - max/T) of the row in hand
+	logP []float64 // chunks × K: the teacher's log-probabilities
+	v, k int
 }
 
 // DistillForwardBackward is ForwardBackward with the distillation
@@ -121,7 +121,7 @@ func (m *Model) setTeacher(st *SoftTargets, n int) error {
 		kd.logP = make([]float64, c*st.K)
 	}
 	kd.logP = kd.logP[:c*st.K]
-	kd.st, kd.v, kd.k, kd.c = st, V, st.K, c
+	kd.st, kd.v, kd.k = st, V, st.K
 	return nil
 }
 
