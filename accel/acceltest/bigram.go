@@ -69,6 +69,9 @@ func (b *Bigram) LoadModel(_ context.Context, req accel.LoadRequest) (accel.Load
 		return accel.LoadResult{}, fmt.Errorf("bigram: %w: config vocab_size %d and n_ctx %d must be positive (vocab at most 16384)",
 			accel.ErrInvalidArgument, cfg.VocabSize, cfg.NCtx)
 	}
+	if o := req.Optimizer; o != nil && (o.QAT || o.KeepSparsity) {
+		return accel.LoadResult{}, fmt.Errorf("bigram: %w: QAT and KeepSparsity are not supported by the bigram test backend", accel.ErrInvalidArgument)
+	}
 	n := cfg.VocabSize * cfg.VocabSize
 	m := &bigramModel{cfg: cfg, cfgJSON: append([]byte(nil), req.ConfigJSON...), grad: make([]float32, n), opt: req.Optimizer}
 	if len(req.Weights) > 0 {
@@ -163,6 +166,9 @@ func (b *Bigram) TrainStep(_ context.Context, req accel.TrainStepRequest) (accel
 	if err := m.checkBatch(req.Batch, req.SeqLen, req.Inputs, req.Targets); err != nil {
 		return accel.TrainStepResult{}, err
 	}
+	if req.Teacher != nil {
+		return accel.TrainStepResult{}, fmt.Errorf("bigram: %w: distillation (teacher soft targets) is not supported by the bigram test backend", accel.ErrInvalidArgument)
+	}
 	g := make([]float32, len(m.w))
 	loss := m.loss(req.Inputs, req.Targets, g)
 	for i := range g {
@@ -229,6 +235,9 @@ func (b *Bigram) Evaluate(_ context.Context, req accel.EvalRequest) (accel.EvalR
 	}
 	if err := m.checkBatch(req.Batch, req.SeqLen, req.Inputs, req.Targets); err != nil {
 		return accel.EvalResult{}, err
+	}
+	if req.TopK > 0 || req.ActivationStats {
+		return accel.EvalResult{}, fmt.Errorf("bigram: %w: top-k logits and activation statistics are not supported by the bigram test backend", accel.ErrInvalidArgument)
 	}
 	return accel.EvalResult{Loss: m.loss(req.Inputs, req.Targets, nil), Tokens: int64(len(req.Targets))}, nil
 }
