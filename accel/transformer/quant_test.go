@@ -856,3 +856,28 @@ func TestQuantizePositions(t *testing.T) {
 		t.Fatalf("RoPE model with Positions: %v", err)
 	}
 }
+
+// TestQuantizeDropsOptimizerState: the moments of a training checkpoint
+// do not reach the INT8 file; the step does.
+func TestQuantizeDropsOptimizerState(t *testing.T) {
+	m := New(tinyConfig("", ""), nil, 1)
+	opt := NewAdamW(AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}, m)
+	st := opt.State()
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, m, 12, &st); err != nil {
+		t.Fatal(err)
+	}
+	q, _, err := Quantize(buf.Bytes(), Config{}, QuantOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, _ := ReadSafetensors(q)
+	for _, tn := range sf.Tensors {
+		if bytes.HasPrefix([]byte(tn.Name), []byte("optimizer.")) {
+			t.Fatalf("optimizer tensor %q in the INT8 checkpoint", tn.Name)
+		}
+	}
+	if sf.Metadata[MetaStep] != "12" {
+		t.Fatalf("step %q, want 12", sf.Metadata[MetaStep])
+	}
+}
