@@ -72,6 +72,8 @@ func (s *Spec) validateParallel() error {
 		return fmt.Errorf(`parallel "tensor" trains in fp32; precision %q is for data-parallel jobs`, s.Precision)
 	case len(c.ExitLayers) > 0:
 		return fmt.Errorf(`parallel "tensor" does not split early-exit heads (exit_layers %v)`, c.ExitLayers)
+	case s.Backend != "cpu":
+		return fmt.Errorf(`parallel "tensor" computes on the CPU in the trainer process, not on backend %q`, s.Backend)
 	}
 	s.MinShards, s.MaxShards = s.Shards, s.Shards
 	return nil

@@ -174,6 +174,7 @@ func TestSpecParallel(t *testing.T) {
 		"heads not divisible":  {spec: `{` + base + `,"shards":3,"parallel":"tensor"}`, wantErr: "3 shards must divide n_head 2"},
 		"elastic group":        {spec: `{` + base + `,"shards":2,"min_shards":1,"parallel":"tensor"}`, wantErr: "fixed size"},
 		"bf16":                 {spec: `{` + base + `,"shards":2,"precision":"bf16","parallel":"tensor"}`, wantErr: "fp32"},
+		"cuda backend":         {spec: `{` + base + `,"shards":2,"backend":"cuda","parallel":"tensor"}`, wantErr: `not on backend "cuda"`},
 		"exit heads": {spec: `{` + strings.Replace(base, `"n_head":2`, `"n_head":2,"exit_layers":[1]`, 1) + `,"shards":2,"parallel":"tensor"}`,
 			wantErr: "early-exit"},
 	}
