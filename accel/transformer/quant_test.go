@@ -343,6 +343,22 @@ func TestQuantizedModelLoss(t *testing.T) {
 			if math.Abs(ql-fp) > 0.02*fp || ql == dl && ql == fp {
 				t.Fatalf("INT8 loss %.5f vs fp32 %.5f: off by more than 2%% (or not quantized at all)", ql, fp)
 			}
+			// W8A8 with static scales calibrated on two training batches.
+			r := rand.New(rand.NewPCG(50, 51))
+			m.StartActivationStats()
+			for range 2 {
+				in, tg := trainPattern(r, quantTestConfig.VocabSize, B, T)
+				m.Loss(in, tg, B, T)
+			}
+			sm, _, _ := quantizeModel(t, m, k, QuantOptions{ActivationMax: m.StopActivationStats()})
+			sl, err := sm.Loss(vin, vtg, B, T)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("W8A8 static: loss %.5f (%+.3f%%)", sl, 100*(sl-fp)/fp)
+			if math.Abs(sl-fp) > 0.02*fp {
+				t.Fatalf("static INT8 loss %.5f vs fp32 %.5f: off by more than 2%%", sl, fp)
+			}
 		})
 	}
 }
