@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/llmesh/llmesh/accel/simd"
 )
@@ -34,7 +35,9 @@ import (
 // the element-wise sum of all ranks' data. seq numbers the calls: it rises
 // by one per call and is the same on every rank for the same call. Every
 // rank must end with bit-identical values (the replicated computation that
-// follows must not drift apart).
+// follows must not drift apart). It is called on a goroutine of its own
+// (so that the backward pass can overlap it with other work), never twice
+// at once for one TPModel.
 type AllReduceFunc func(ctx context.Context, seq uint64, data []float32) error
 
 // TPConfig places a TPModel in its group.
@@ -82,6 +85,7 @@ type TPModel struct {
 
 	labelSmoothing float32
 	B, T, N        int
+	waited         time.Duration
 }
 
 // tpRun maps one contiguous run of the local flat vector to the full one.
@@ -235,17 +239,36 @@ func (m *TPModel) SetLabelSmoothing(eps float32) error {
 func (m *TPModel) Seq() uint64       { return m.seq }
 func (m *TPModel) SetSeq(seq uint64) { m.seq = seq }
 
+// CommWait is the time this rank's computation has spent waiting for
+// allreduces: all of a blocking one, and of one overlapped with other work
+// only what was left when the work was done.
+func (m *TPModel) CommWait() time.Duration { return m.waited }
+
 // allReduce sums data across the group (a no-op for a group of one).
 func (m *TPModel) allReduce(ctx context.Context, data []float32) error {
+	return m.allReduceAsync(ctx, data)()
+}
+
+// allReduceAsync starts summing data across the group and returns the
+// wait for it; data must not be touched until the wait returns. One
+// allreduce is in flight at a time.
+func (m *TPModel) allReduceAsync(ctx context.Context, data []float32) (wait func() error) {
 	if m.world == 1 {
-		return nil
+		return func() error { return nil }
 	}
 	seq := m.seq
 	m.seq++
-	if err := m.ar(ctx, seq, data); err != nil {
-		return fmt.Errorf("transformer: tensor parallel rank %d: allreduce %d: %w", m.rank, seq, err)
+	done := make(chan error, 1)
+	go func() { done <- m.ar(ctx, seq, data) }()
+	return func() error {
+		start := time.Now()
+		err := <-done
+		m.waited += time.Since(start)
+		if err != nil {
+			return fmt.Errorf("transformer: tensor parallel rank %d: allreduce %d: %w", m.rank, seq, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // FromFull copies this rank's part of a vector in the full model's layout

@@ -161,6 +161,12 @@ func (m *TPModel) linear(out, in, w, b []float32, N, I, O int) {
 // linearBackward is Model.linearBackward: dW += inᵀ·dout, db +=
 // colsum(dout), din = dout·Wᵀ (+ beta·din).
 func (m *TPModel) linearBackward(din []float32, beta float32, dw, db, dout, in, w []float32, N, I, O int) {
+	m.linearWeightGrads(dw, db, dout, in, N, I, O)
+	m.linearInputGrad(din, beta, dout, w, N, I, O)
+}
+
+// linearWeightGrads adds inᵀ·dout to dW and colsum(dout) to db.
+func (m *TPModel) linearWeightGrads(dw, db, dout, in []float32, N, I, O int) {
 	m.k.Sgemm(true, false, I, O, N, 1, in, I, dout, O, 1, dw, O)
 	dout = dout[:N*O]
 	m.rows(O, func(lo, hi int) {
@@ -169,6 +175,10 @@ func (m *TPModel) linearBackward(din []float32, beta float32, dw, db, dout, in, 
 			axpy(1, dout[r+lo:r+hi], d)
 		}
 	})
+}
+
+// linearInputGrad sets din = dout·Wᵀ (+ beta·din).
+func (m *TPModel) linearInputGrad(din []float32, beta float32, dout, w []float32, N, I, O int) {
 	m.k.Sgemm(false, true, N, I, O, 1, dout, O, w, O, beta, din, I)
 }
 
@@ -299,7 +309,8 @@ func (m *TPModel) headLoss(targets []int32, eps float32, grad bool) float64 {
 
 // backward propagates from dlogits to the local Grads, with two
 // allreduces per layer (the input gradients of c_fc and c_attn, partial
-// on each rank, summed before the norms' backward).
+// on each rank, summed before the norms' backward), each overlapping the
+// weight gradients of its product.
 func (m *TPModel) backward(ctx context.Context, inputs []int32) error {
 	c := m.cfg
 	N, D, V, T, H, dl, fl := m.N, c.NEmbd, c.VocabSize, m.T, m.hl, m.dl, m.fl
@@ -317,11 +328,18 @@ func (m *TPModel) backward(ctx context.Context, inputs []int32) error {
 		dfc := a.dfc[:N*fl]
 		m.linearBackward(dfc, 0, lg.mprojW, lg.mprojB, dres, a.gelu[l], lp.mprojW, N, fl, D)
 		m.act(l, true)
-		m.linearBackward(dx, 0, lg.fcW, lg.fcB, dfc, a.ln2[l], lp.fcW, N, D, fl)
+		// The input gradient first: its allreduce runs while the weight
+		// gradients, which do not need it, are computed.
+		m.linearInputGrad(dx, 0, dfc, lp.fcW, N, D, fl)
 		if c.SwiGLU() {
-			m.linearBackward(dx, 1, lg.gateW, lg.gateB, a.dgate[:N*fl], a.ln2[l], lp.gateW, N, D, fl)
+			m.linearInputGrad(dx, 1, a.dgate[:N*fl], lp.gateW, N, D, fl)
 		}
-		if err := m.allReduce(ctx, dx); err != nil {
+		wait := m.allReduceAsync(ctx, dx)
+		m.linearWeightGrads(lg.fcW, lg.fcB, dfc, a.ln2[l], N, D, fl)
+		if c.SwiGLU() {
+			m.linearWeightGrads(lg.gateW, lg.gateB, a.dgate[:N*fl], a.ln2[l], N, D, fl)
+		}
+		if err := wait(); err != nil {
 			return err
 		}
 		m.normBack(dres, lg.ln2W, lg.ln2B, dx, a.x1[l], a.ln2Mean[l], a.ln2Rstd[l], lp.ln2W)
@@ -338,8 +356,10 @@ func (m *TPModel) backward(ctx context.Context, inputs []int32) error {
 		if c.RoPE() {
 			m.rope(dqkv, true)
 		}
-		m.linearBackward(dx, 0, lg.attnW, lg.attnB, dqkv, a.ln1[l], lp.attnW, N, D, 3*dl)
-		if err := m.allReduce(ctx, dx); err != nil {
+		m.linearInputGrad(dx, 0, dqkv, lp.attnW, N, D, 3*dl)
+		wait = m.allReduceAsync(ctx, dx)
+		m.linearWeightGrads(lg.attnW, lg.attnB, dqkv, a.ln1[l], N, D, 3*dl)
+		if err := wait(); err != nil {
 			return err
 		}
 		m.normBack(dres, lg.ln1W, lg.ln1B, dx, a.resid[l], a.ln1Mean[l], a.ln1Rstd[l], lp.ln1W)

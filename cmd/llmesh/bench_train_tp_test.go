@@ -42,7 +42,7 @@ func TestBenchTrainTensorParallelJSON(t *testing.T) {
 		tps.PartnerValue == nil || *tps.PartnerValue <= 0 || tps.Ratio == nil || !strings.Contains(tps.Note, "load average") {
 		t.Errorf("tokens/s row %+v", tps)
 	}
-	if ar.Unit != "ms per step" || ar.Value <= 0 || ar.PartnerValue != nil || !strings.Contains(ar.Note, "5 allreduces per step") {
+	if ar.Name != "train/tensor-parallel/allreduce-wait" || ar.Unit != "ms per step" || ar.Value <= 0 || ar.PartnerValue != nil || !strings.Contains(ar.Note, "5 allreduces per step") {
 		t.Errorf("allreduce row %+v", ar)
 	}
 	err := cmdBench(context.Background(), []string{"train", "--tensor-only", "--heads", "3"}, &bytes.Buffer{}, &bytes.Buffer{})

@@ -288,19 +288,20 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 	start := time.Now()
 	windowStart, windowTokens := time.Now(), 0
 	tokensPerStep := int64(sp.Batch * sp.GradAccum * sp.SeqLen)
-	var arTime time.Duration
+	var arTime, arWait time.Duration
 	var arN int64
 	for step < sp.Steps {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		ar0, n0 := g.arTime, g.arN
+		ar0, n0, w0 := g.arTime, g.arN, g.model.CommWait()
 		loss, norm, lr, err := m.stepTP(ctx, g, step)
 		if err != nil {
 			return Result{}, err
 		}
-		stepAR := g.arTime - ar0
+		stepAR, stepWait := g.arTime-ar0, g.model.CommWait()-w0
 		arTime += stepAR
+		arWait += stepWait
 		arN += g.arN - n0
 		step++
 		m.res.FinalTrainLoss = loss
@@ -314,6 +315,7 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 			g.rep.metric("grad_norm", norm, step)
 			g.rep.metric("tokens_per_sec", tps, step)
 			g.rep.metric("allreduce_ms", float64(stepAR.Microseconds())/1000, step)
+			g.rep.metric("allreduce_wait_ms", float64(stepWait.Microseconds())/1000, step)
 			g.rep.g.set(m.job, "step", float64(step))
 			g.rep.g.set(m.job, "shards", float64(g.world))
 			g.rep.flush()
@@ -354,7 +356,7 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 	res.Steps, res.FinalLoss = step, final
 	res.Seconds = time.Since(start).Seconds()
 	res.TokensPerSec = float64(res.Tokens) / res.Seconds
-	res.AllReduceSeconds, res.AllReduces = arTime.Seconds(), arN
+	res.AllReduceSeconds, res.AllReduces, res.AllReduceWaitSeconds = arTime.Seconds(), arN, arWait.Seconds()
 	res.Restarts = m.restarts
 	res.Rank = g.rank
 	// Every rank takes part in gathering the final checkpoint.
@@ -380,8 +382,8 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 		p.Done = true
 		_ = m.putPlan(ctx, p, rev)
 	}
-	m.em.Log(fmt.Sprintf("model %s registered: validation loss %.4f -> %.4f in %d steps on %d tensor-parallel shards (%.0f tokens/s, %.0f%% in allreduce)",
-		sp.Model, res.InitialLoss, final, step, g.world, res.TokensPerSec, 100*res.AllReduceSeconds/res.Seconds))
+	m.em.Log(fmt.Sprintf("model %s registered: validation loss %.4f -> %.4f in %d steps on %d tensor-parallel shards (%.0f tokens/s, %.0f%% waiting for allreduces)",
+		sp.Model, res.InitialLoss, final, step, g.world, res.TokensPerSec, 100*res.AllReduceWaitSeconds/res.Seconds))
 	return res, nil
 }
 

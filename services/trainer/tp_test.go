@@ -51,8 +51,8 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 	}
 	// Per step: 4 allreduces per layer per micro-batch and one for the
 	// gradient norm.
-	if want := int64(24 * (2*4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 {
-		t.Errorf("%d allreduces in %.3f s, want %d", r2.AllReduces, r2.AllReduceSeconds, want)
+	if want := int64(24 * (2*4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 || r2.AllReduceWaitSeconds <= 0 {
+		t.Errorf("%d allreduces in %.3f s (%.3f s waited), want %d", r2.AllReduces, r2.AllReduceSeconds, r2.AllReduceWaitSeconds, want)
 	}
 	c1, c2 := e.curve(t, one), e.curve(t, two)
 	if len(c1) != 24 || len(c2) != 24 {
@@ -69,8 +69,8 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 			t.Errorf("step %d: loss %.5f tensor-parallel, %.5f on one shard (%.2g relative)", step, c2[step], l1, d)
 		}
 	}
-	t.Logf("loss curves: largest relative difference %.2g; final validation loss %.5f (one shard), %.5f (tensor-parallel); allreduce %.0f%% of the run",
-		worst, r1.FinalLoss, r2.FinalLoss, 100*r2.AllReduceSeconds/r2.Seconds)
+	t.Logf("loss curves: largest relative difference %.2g; final validation loss %.5f (one shard), %.5f (tensor-parallel); allreduce %.0f%% of the run, %.0f%% waited for",
+		worst, r1.FinalLoss, r2.FinalLoss, 100*r2.AllReduceSeconds/r2.Seconds, 100*r2.AllReduceWaitSeconds/r2.Seconds)
 	if d := math.Abs(r2.FinalLoss-r1.FinalLoss) / r1.FinalLoss; d > 0.01 {
 		t.Errorf("final validation loss %.5f tensor-parallel, %.5f on one shard", r2.FinalLoss, r1.FinalLoss)
 	}

@@ -90,9 +90,12 @@ type Result struct {
 	Spare            bool    `json:"spare,omitempty"`
 	// Parallel is "tensor" for tensor-parallel jobs; AllReduceSeconds
 	// then counts the activation and gradient-norm allreduces of the
-	// training steps, and AllReduces how many there were.
-	Parallel   string `json:"parallel,omitempty"`
-	AllReduces int64  `json:"allreduces,omitempty"`
+	// training steps, AllReduces how many there were, and
+	// AllReduceWaitSeconds the part of AllReduceSeconds the computation
+	// waited for (the backward pass overlaps the rest).
+	Parallel             string  `json:"parallel,omitempty"`
+	AllReduces           int64   `json:"allreduces,omitempty"`
+	AllReduceWaitSeconds float64 `json:"allreduce_wait_seconds,omitempty"`
 }
 
 // New validates cfg and builds the service.
