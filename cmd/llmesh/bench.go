@@ -31,6 +31,7 @@ var benchAreas = map[string]func(ctx context.Context, args []string, stdout, std
 	"train-step": benchTrainStep,
 	"train":      benchTrain,
 	"serve":      benchServe,
+	"compress":   benchCompress,
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

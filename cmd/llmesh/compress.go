@@ -56,29 +56,48 @@ func (c compressFlags) spec(fields map[string]any) (map[string]any, error) {
 // runJob submits a job to a running mesh, shows its events and returns
 // its result.
 func runJob(ctx context.Context, natsURL, kind string, spec map[string]any, stderr io.Writer) (json.RawMessage, string, error) {
-	js, err := json.Marshal(spec)
-	if err != nil {
-		return nil, "", err
-	}
 	b, err := connectBus(ctx, natsURL)
 	if err != nil {
 		return nil, "", err
 	}
 	defer b.Close()
+	return awaitJob(ctx, b, kind, spec, newProgress(stderr, false), nil)
+}
+
+// awaitJob submits a job, shows its events on p (when not nil) until it
+// finishes and returns its result; a value on stackErr (a service of an
+// embedded stack died) ends the wait.
+func awaitJob(ctx context.Context, b *bus.Bus, kind string, spec map[string]any, p *progress, stackErr <-chan error) (json.RawMessage, string, error) {
+	js, err := json.Marshal(spec)
+	if err != nil {
+		return nil, "", err
+	}
 	rec, err := b.SubmitJob(ctx, kind, js, bus.SubmitOptions{})
 	if err != nil {
 		return nil, "", err
 	}
-	p := newProgress(stderr, false)
-	p.log("%s job %s submitted", kind, rec.Id)
+	if p != nil {
+		p.log("%s job %s submitted", kind, rec.Id)
+		defer p.finish()
+	}
 	events, err := b.WatchEvents(ctx, rec.Id)
 	if err != nil {
 		return nil, rec.Id, err
 	}
-	for ev := range events {
-		p.event(ev)
+wait:
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				break wait
+			}
+			if p != nil {
+				p.event(ev)
+			}
+		case err := <-stackErr:
+			return nil, rec.Id, err
+		}
 	}
-	p.finish()
 	if ctx.Err() != nil {
 		_, _ = b.CancelJob(context.WithoutCancel(ctx), rec.Id)
 		return nil, rec.Id, ctx.Err()
