@@ -140,7 +140,10 @@ type TrainStepResult struct {
 type UpdateRequest struct {
 	ModelID      string
 	LearningRate float32
-	Gradients    []float32 // replaces the accumulated gradients when set
+	// Gradients replaces the accumulated gradients when set. It is the
+	// caller's for the length of the call only (across the plugin boundary
+	// it may be a view of shared memory): a backend copies what it keeps.
+	Gradients []float32
 }
 
 // UpdateResult reports the step.

@@ -27,3 +27,11 @@ func (p *Plugin) AddrForTest() net.Addr {
 	}
 	return nil
 }
+
+// CloseBulkForTest removes the shared-memory files of a host-side Backend
+// made by GRPCPlugin (a no-op for any other Backend).
+func CloseBulkForTest(b Backend) {
+	if c, ok := b.(interface{ closeBulk() }); ok {
+		c.closeBulk()
+	}
+}

@@ -81,8 +81,13 @@ func fromStatus(ctx context.Context, method string, err error) error {
 // grpcClient is the host side of the protocol: a Backend over a gRPC
 // connection to one plugin process. It does not own the connection.
 type grpcClient struct {
-	c accelv1.AcceleratorClient
+	c    accelv1.AcceleratorClient
+	bulk bulkPool // shared-memory files for gradients (bulk.go)
 }
+
+// closeBulk removes the client's bulk files; the host calls it when the
+// plugin process is gone.
+func (g *grpcClient) closeBulk() { g.bulk.close() }
 
 var _ Backend = (*grpcClient)(nil)
 
@@ -152,19 +157,53 @@ func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (Train
 		}
 		pr.Teacher = &accelv1.SoftTargets{K: int32(t.K), Indices: t.Indices, Logits: t.Logits, Temperature: t.Temperature, Alpha: t.Alpha}
 	}
+	var reg *region
+	if req.ReturnGradients {
+		if reg = g.bulk.get(g.bulk.sizeHint()); reg != nil {
+			defer g.bulk.put(reg)
+			pr.GradientsBulk = &accelv1.Bulk{Path: reg.path}
+		}
+	}
 	r, err := g.c.TrainStep(ctx, pr)
+	if err != nil && reg != nil && status.Code(err) == codes.FailedPrecondition && ctx.Err() == nil {
+		// The plugin cannot open the host's bulk files: go inline from now on.
+		g.bulk.disable()
+		pr.GradientsBulk = nil
+		r, err = g.c.TrainStep(ctx, pr)
+	}
 	if err != nil {
 		return TrainStepResult{}, fromStatus(ctx, "TrainStep", err)
 	}
-	return TrainStepResult{Loss: r.GetLoss(), Gradients: r.GetGradients()}, nil
+	res := TrainStepResult{Loss: r.GetLoss(), Gradients: r.GetGradients()}
+	if n := r.GetGradientsInBulk(); n > 0 {
+		if reg == nil || n > uint64(len(reg.mem)/4) {
+			return TrainStepResult{}, fmt.Errorf("accelerator TrainStep: the plugin reported %d gradients in a bulk file that holds %d", n, len(reg.mem)/4)
+		}
+		res.Gradients = append([]float32(nil), floats(reg.mem, int(n))...)
+	}
+	if req.ReturnGradients {
+		g.bulk.setHint(4 * len(res.Gradients))
+	}
+	return res, nil
 }
 
 func (g *grpcClient) ApplyUpdate(ctx context.Context, req UpdateRequest) (UpdateResult, error) {
-	r, err := g.c.ApplyUpdate(ctx, &accelv1.ApplyUpdateRequest{
+	pr := &accelv1.ApplyUpdateRequest{
 		ModelId:      req.ModelID,
 		LearningRate: req.LearningRate,
 		Gradients:    req.Gradients,
-	})
+	}
+	if reg := g.bulk.get(4 * len(req.Gradients)); reg != nil {
+		defer g.bulk.put(reg)
+		copy(floats(reg.mem, len(req.Gradients)), req.Gradients)
+		pr.Gradients, pr.GradientsBulk = nil, &accelv1.Bulk{Path: reg.path, Count: uint64(len(req.Gradients))}
+	}
+	r, err := g.c.ApplyUpdate(ctx, pr)
+	if err != nil && pr.GradientsBulk != nil && status.Code(err) == codes.FailedPrecondition && ctx.Err() == nil {
+		g.bulk.disable()
+		pr.Gradients, pr.GradientsBulk = req.Gradients, nil
+		r, err = g.c.ApplyUpdate(ctx, pr)
+	}
 	if err != nil {
 		return UpdateResult{}, fromStatus(ctx, "ApplyUpdate", err)
 	}
@@ -240,6 +279,17 @@ func (g *grpcClient) Unload(ctx context.Context, modelID string) error {
 type grpcServer struct {
 	accelv1.UnimplementedAcceleratorServer
 	impl Backend
+	maps bulkMaps // the host's bulk files, mapped (bulk.go)
+}
+
+// bulkStatus maps a bulk-file error to a status: FailedPrecondition for a
+// file this process cannot open (the host then goes inline), the usual
+// mapping otherwise.
+func bulkStatus(err error) error {
+	if errors.Is(err, errBulkUnavailable) {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return toStatus(err)
 }
 
 func (s *grpcServer) Info(ctx context.Context, _ *accelv1.InfoRequest) (*accelv1.InfoResponse, error) {
@@ -298,15 +348,45 @@ func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &accelv1.TrainStepResponse{Loss: res.Loss, Gradients: res.Gradients}, nil
+	out := &accelv1.TrainStepResponse{Loss: res.Loss, Gradients: res.Gradients}
+	if b := r.GetGradientsBulk(); b != nil && len(res.Gradients) > 0 {
+		mem, release, err := s.maps.view(b.GetPath(), 0)
+		if err != nil {
+			return nil, bulkStatus(err)
+		}
+		if 4*len(res.Gradients) <= len(mem) { // otherwise inline: the host's hint was stale
+			copy(floats(mem, len(res.Gradients)), res.Gradients)
+			out.Gradients, out.GradientsInBulk = nil, uint64(len(res.Gradients))
+		}
+		release()
+	}
+	return out, nil
 }
 
 func (s *grpcServer) ApplyUpdate(ctx context.Context, r *accelv1.ApplyUpdateRequest) (*accelv1.ApplyUpdateResponse, error) {
-	res, err := s.impl.ApplyUpdate(ctx, UpdateRequest{
+	req := UpdateRequest{
 		ModelID:      r.GetModelId(),
 		LearningRate: r.GetLearningRate(),
 		Gradients:    r.GetGradients(),
-	})
+	}
+	if b := r.GetGradientsBulk(); b != nil {
+		if len(req.Gradients) > 0 {
+			return nil, status.Error(codes.InvalidArgument, "apply update: gradients both inline and in a bulk file")
+		}
+		if b.GetCount() > maxBulkBytes/4 {
+			return nil, status.Errorf(codes.InvalidArgument, "apply update: %d bulk gradients is over the limit", b.GetCount())
+		}
+		n := int(b.GetCount())
+		mem, release, err := s.maps.view(b.GetPath(), 4*n)
+		if err != nil {
+			return nil, bulkStatus(err)
+		}
+		defer release()
+		// The view aliases the shared file for the length of the call only
+		// (backends copy request slices they keep).
+		req.Gradients = floats(mem, n)
+	}
+	res, err := s.impl.ApplyUpdate(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}

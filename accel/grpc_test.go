@@ -35,6 +35,7 @@ func shim(t *testing.T, b accel.Backend) (accel.Backend, func()) {
 	if err != nil {
 		t.Fatalf("dispense: %v", err)
 	}
+	t.Cleanup(func() { accel.CloseBulkForTest(raw.(accel.Backend)) })
 	return raw.(accel.Backend), server.Stop
 }
 

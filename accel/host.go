@@ -354,6 +354,9 @@ func (p *process) exited() bool { return p.client.Exited() }
 // kill asks the process to exit and waits for it; one that does not within
 // killGrace (hung, stopped) is killed.
 func (p *process) kill() {
+	if c, ok := p.backend.(interface{ closeBulk() }); ok {
+		defer c.closeBulk()
+	}
 	done := make(chan struct{})
 	go func() {
 		p.client.Kill()

@@ -409,7 +409,10 @@ type TrainStepRequest struct {
 	// return_gradients asks for this micro-batch's gradients (for allreduce).
 	ReturnGradients bool `protobuf:"varint,6,opt,name=return_gradients,json=returnGradients,proto3" json:"return_gradients,omitempty"`
 	// teacher, when set, makes this a distillation step.
-	Teacher       *SoftTargets `protobuf:"bytes,7,opt,name=teacher,proto3" json:"teacher,omitempty"`
+	Teacher *SoftTargets `protobuf:"bytes,7,opt,name=teacher,proto3" json:"teacher,omitempty"`
+	// gradients_bulk names a shared-memory file of the host's: when the
+	// gradients fit, the plugin writes them there instead of the response.
+	GradientsBulk *Bulk `protobuf:"bytes,8,opt,name=gradients_bulk,json=gradientsBulk,proto3" json:"gradients_bulk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +496,67 @@ func (x *TrainStepRequest) GetTeacher() *SoftTargets {
 	return nil
 }
 
+func (x *TrainStepRequest) GetGradientsBulk() *Bulk {
+	if x != nil {
+		return x.GradientsBulk
+	}
+	return nil
+}
+
+// Bulk names a shared-memory file the host created (an absolute path to a
+// file named llmesh-bulk-*) and the count of float32 values at its start.
+type Bulk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bulk) Reset() {
+	*x = Bulk{}
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bulk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bulk) ProtoMessage() {}
+
+func (x *Bulk) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bulk.ProtoReflect.Descriptor instead.
+func (*Bulk) Descriptor() ([]byte, []int) {
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Bulk) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Bulk) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // SoftTargets are a teacher's top-k logits per position (batch*seq_len*k
 // each, position-major, best first).
 type SoftTargets struct {
@@ -509,7 +573,7 @@ type SoftTargets struct {
 
 func (x *SoftTargets) Reset() {
 	*x = SoftTargets{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +585,7 @@ func (x *SoftTargets) String() string {
 func (*SoftTargets) ProtoMessage() {}
 
 func (x *SoftTargets) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[6]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +598,7 @@ func (x *SoftTargets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SoftTargets.ProtoReflect.Descriptor instead.
 func (*SoftTargets) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{6}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SoftTargets) GetK() int32 {
@@ -573,16 +637,19 @@ func (x *SoftTargets) GetAlpha() float32 {
 }
 
 type TrainStepResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Loss          float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
-	Gradients     []float32              `protobuf:"fixed32,2,rep,packed,name=gradients,proto3" json:"gradients,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Loss      float64                `protobuf:"fixed64,1,opt,name=loss,proto3" json:"loss,omitempty"`
+	Gradients []float32              `protobuf:"fixed32,2,rep,packed,name=gradients,proto3" json:"gradients,omitempty"`
+	// gradients_in_bulk > 0: that many gradients are in the request's bulk
+	// file, and gradients is empty.
+	GradientsInBulk uint64 `protobuf:"varint,3,opt,name=gradients_in_bulk,json=gradientsInBulk,proto3" json:"gradients_in_bulk,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TrainStepResponse) Reset() {
 	*x = TrainStepResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +661,7 @@ func (x *TrainStepResponse) String() string {
 func (*TrainStepResponse) ProtoMessage() {}
 
 func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[7]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +674,7 @@ func (x *TrainStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainStepResponse.ProtoReflect.Descriptor instead.
 func (*TrainStepResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{7}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TrainStepResponse) GetLoss() float64 {
@@ -624,19 +691,29 @@ func (x *TrainStepResponse) GetGradients() []float32 {
 	return nil
 }
 
+func (x *TrainStepResponse) GetGradientsInBulk() uint64 {
+	if x != nil {
+		return x.GradientsInBulk
+	}
+	return 0
+}
+
 type ApplyUpdateRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	ModelId      string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	LearningRate float32                `protobuf:"fixed32,2,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
 	// gradients, when set, replace the accumulated gradients (already averaged).
-	Gradients     []float32 `protobuf:"fixed32,3,rep,packed,name=gradients,proto3" json:"gradients,omitempty"`
+	Gradients []float32 `protobuf:"fixed32,3,rep,packed,name=gradients,proto3" json:"gradients,omitempty"`
+	// gradients_bulk, when set, carries those gradients in a shared-memory
+	// file instead (gradients is then empty).
+	GradientsBulk *Bulk `protobuf:"bytes,4,opt,name=gradients_bulk,json=gradientsBulk,proto3" json:"gradients_bulk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyUpdateRequest) Reset() {
 	*x = ApplyUpdateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +725,7 @@ func (x *ApplyUpdateRequest) String() string {
 func (*ApplyUpdateRequest) ProtoMessage() {}
 
 func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[8]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +738,7 @@ func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{8}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyUpdateRequest) GetModelId() string {
@@ -685,6 +762,13 @@ func (x *ApplyUpdateRequest) GetGradients() []float32 {
 	return nil
 }
 
+func (x *ApplyUpdateRequest) GetGradientsBulk() *Bulk {
+	if x != nil {
+		return x.GradientsBulk
+	}
+	return nil
+}
+
 type ApplyUpdateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// grad_norm is the global gradient norm before clipping.
@@ -696,7 +780,7 @@ type ApplyUpdateResponse struct {
 
 func (x *ApplyUpdateResponse) Reset() {
 	*x = ApplyUpdateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +792,7 @@ func (x *ApplyUpdateResponse) String() string {
 func (*ApplyUpdateResponse) ProtoMessage() {}
 
 func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +805,7 @@ func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyUpdateResponse) GetGradNorm() float64 {
@@ -755,7 +839,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +851,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +864,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EvaluateRequest) GetModelId() string {
@@ -846,7 +930,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +942,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +955,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvaluateResponse) GetLoss() float64 {
@@ -918,7 +1002,7 @@ type Sequence struct {
 
 func (x *Sequence) Reset() {
 	*x = Sequence{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1014,7 @@ func (x *Sequence) String() string {
 func (*Sequence) ProtoMessage() {}
 
 func (x *Sequence) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1027,7 @@ func (x *Sequence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sequence.ProtoReflect.Descriptor instead.
 func (*Sequence) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Sequence) GetTokens() []int32 {
@@ -979,7 +1063,7 @@ type DecodeStepRequest struct {
 
 func (x *DecodeStepRequest) Reset() {
 	*x = DecodeStepRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1075,7 @@ func (x *DecodeStepRequest) String() string {
 func (*DecodeStepRequest) ProtoMessage() {}
 
 func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1088,7 @@ func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepRequest.ProtoReflect.Descriptor instead.
 func (*DecodeStepRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DecodeStepRequest) GetModelId() string {
@@ -1065,7 +1149,7 @@ type Logits struct {
 
 func (x *Logits) Reset() {
 	*x = Logits{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1161,7 @@ func (x *Logits) String() string {
 func (*Logits) ProtoMessage() {}
 
 func (x *Logits) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1174,7 @@ func (x *Logits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logits.ProtoReflect.Descriptor instead.
 func (*Logits) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Logits) GetValues() []float32 {
@@ -1118,7 +1202,7 @@ type DecodeStepResponse struct {
 
 func (x *DecodeStepResponse) Reset() {
 	*x = DecodeStepResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1214,7 @@ func (x *DecodeStepResponse) String() string {
 func (*DecodeStepResponse) ProtoMessage() {}
 
 func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1227,7 @@ func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepResponse.ProtoReflect.Descriptor instead.
 func (*DecodeStepResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DecodeStepResponse) GetLogits() []*Logits {
@@ -1184,7 +1268,7 @@ type SaveWeightsRequest struct {
 
 func (x *SaveWeightsRequest) Reset() {
 	*x = SaveWeightsRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1280,7 @@ func (x *SaveWeightsRequest) String() string {
 func (*SaveWeightsRequest) ProtoMessage() {}
 
 func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1293,7 @@ func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsRequest.ProtoReflect.Descriptor instead.
 func (*SaveWeightsRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SaveWeightsRequest) GetModelId() string {
@@ -1237,7 +1321,7 @@ type SaveWeightsResponse struct {
 
 func (x *SaveWeightsResponse) Reset() {
 	*x = SaveWeightsResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1333,7 @@ func (x *SaveWeightsResponse) String() string {
 func (*SaveWeightsResponse) ProtoMessage() {}
 
 func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1346,7 @@ func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsResponse.ProtoReflect.Descriptor instead.
 func (*SaveWeightsResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SaveWeightsResponse) GetSafetensors() []byte {
@@ -1295,7 +1379,7 @@ type UnloadRequest struct {
 
 func (x *UnloadRequest) Reset() {
 	*x = UnloadRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1391,7 @@ func (x *UnloadRequest) String() string {
 func (*UnloadRequest) ProtoMessage() {}
 
 func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1404,7 @@ func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
 func (*UnloadRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnloadRequest) GetModelId() string {
@@ -1338,7 +1422,7 @@ type UnloadResponse struct {
 
 func (x *UnloadResponse) Reset() {
 	*x = UnloadResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1434,7 @@ func (x *UnloadResponse) String() string {
 func (*UnloadResponse) ProtoMessage() {}
 
 func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1447,7 @@ func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
 func (*UnloadResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{19}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{20}
 }
 
 var File_llmesh_accel_v1_accel_proto protoreflect.FileDescriptor
@@ -1400,7 +1484,7 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x01 \x01(\x04R\n" +
 	"parameters\x12\x12\n" +
-	"\x04step\x18\x02 \x01(\x03R\x04step\"\xf1\x01\n" +
+	"\x04step\x18\x02 \x01(\x03R\x04step\"\xaf\x02\n" +
 	"\x10TrainStepRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x05R\x05batch\x12\x17\n" +
@@ -1408,20 +1492,26 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x06inputs\x18\x04 \x03(\x05R\x06inputs\x12\x18\n" +
 	"\atargets\x18\x05 \x03(\x05R\atargets\x12)\n" +
 	"\x10return_gradients\x18\x06 \x01(\bR\x0freturnGradients\x126\n" +
-	"\ateacher\x18\a \x01(\v2\x1c.llmesh.accel.v1.SoftTargetsR\ateacher\"\x85\x01\n" +
+	"\ateacher\x18\a \x01(\v2\x1c.llmesh.accel.v1.SoftTargetsR\ateacher\x12<\n" +
+	"\x0egradients_bulk\x18\b \x01(\v2\x15.llmesh.accel.v1.BulkR\rgradientsBulk\"0\n" +
+	"\x04Bulk\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x85\x01\n" +
 	"\vSoftTargets\x12\f\n" +
 	"\x01k\x18\x01 \x01(\x05R\x01k\x12\x18\n" +
 	"\aindices\x18\x02 \x03(\x05R\aindices\x12\x16\n" +
 	"\x06logits\x18\x03 \x03(\x02R\x06logits\x12 \n" +
 	"\vtemperature\x18\x04 \x01(\x02R\vtemperature\x12\x14\n" +
-	"\x05alpha\x18\x05 \x01(\x02R\x05alpha\"E\n" +
+	"\x05alpha\x18\x05 \x01(\x02R\x05alpha\"q\n" +
 	"\x11TrainStepResponse\x12\x12\n" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x1c\n" +
-	"\tgradients\x18\x02 \x03(\x02R\tgradients\"r\n" +
+	"\tgradients\x18\x02 \x03(\x02R\tgradients\x12*\n" +
+	"\x11gradients_in_bulk\x18\x03 \x01(\x04R\x0fgradientsInBulk\"\xb0\x01\n" +
 	"\x12ApplyUpdateRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12#\n" +
 	"\rlearning_rate\x18\x02 \x01(\x02R\flearningRate\x12\x1c\n" +
-	"\tgradients\x18\x03 \x03(\x02R\tgradients\"F\n" +
+	"\tgradients\x18\x03 \x03(\x02R\tgradients\x12<\n" +
+	"\x0egradients_bulk\x18\x04 \x01(\v2\x15.llmesh.accel.v1.BulkR\rgradientsBulk\"F\n" +
 	"\x13ApplyUpdateResponse\x12\x1b\n" +
 	"\tgrad_norm\x18\x01 \x01(\x01R\bgradNorm\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\x03R\x04step\"\xcd\x01\n" +
@@ -1496,7 +1586,7 @@ func file_llmesh_accel_v1_accel_proto_rawDescGZIP() []byte {
 	return file_llmesh_accel_v1_accel_proto_rawDescData
 }
 
-var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_llmesh_accel_v1_accel_proto_goTypes = []any{
 	(*InfoRequest)(nil),         // 0: llmesh.accel.v1.InfoRequest
 	(*InfoResponse)(nil),        // 1: llmesh.accel.v1.InfoResponse
@@ -1504,50 +1594,53 @@ var file_llmesh_accel_v1_accel_proto_goTypes = []any{
 	(*LoadModelRequest)(nil),    // 3: llmesh.accel.v1.LoadModelRequest
 	(*LoadModelResponse)(nil),   // 4: llmesh.accel.v1.LoadModelResponse
 	(*TrainStepRequest)(nil),    // 5: llmesh.accel.v1.TrainStepRequest
-	(*SoftTargets)(nil),         // 6: llmesh.accel.v1.SoftTargets
-	(*TrainStepResponse)(nil),   // 7: llmesh.accel.v1.TrainStepResponse
-	(*ApplyUpdateRequest)(nil),  // 8: llmesh.accel.v1.ApplyUpdateRequest
-	(*ApplyUpdateResponse)(nil), // 9: llmesh.accel.v1.ApplyUpdateResponse
-	(*EvaluateRequest)(nil),     // 10: llmesh.accel.v1.EvaluateRequest
-	(*EvaluateResponse)(nil),    // 11: llmesh.accel.v1.EvaluateResponse
-	(*Sequence)(nil),            // 12: llmesh.accel.v1.Sequence
-	(*DecodeStepRequest)(nil),   // 13: llmesh.accel.v1.DecodeStepRequest
-	(*Logits)(nil),              // 14: llmesh.accel.v1.Logits
-	(*DecodeStepResponse)(nil),  // 15: llmesh.accel.v1.DecodeStepResponse
-	(*SaveWeightsRequest)(nil),  // 16: llmesh.accel.v1.SaveWeightsRequest
-	(*SaveWeightsResponse)(nil), // 17: llmesh.accel.v1.SaveWeightsResponse
-	(*UnloadRequest)(nil),       // 18: llmesh.accel.v1.UnloadRequest
-	(*UnloadResponse)(nil),      // 19: llmesh.accel.v1.UnloadResponse
-	nil,                         // 20: llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
+	(*Bulk)(nil),                // 6: llmesh.accel.v1.Bulk
+	(*SoftTargets)(nil),         // 7: llmesh.accel.v1.SoftTargets
+	(*TrainStepResponse)(nil),   // 8: llmesh.accel.v1.TrainStepResponse
+	(*ApplyUpdateRequest)(nil),  // 9: llmesh.accel.v1.ApplyUpdateRequest
+	(*ApplyUpdateResponse)(nil), // 10: llmesh.accel.v1.ApplyUpdateResponse
+	(*EvaluateRequest)(nil),     // 11: llmesh.accel.v1.EvaluateRequest
+	(*EvaluateResponse)(nil),    // 12: llmesh.accel.v1.EvaluateResponse
+	(*Sequence)(nil),            // 13: llmesh.accel.v1.Sequence
+	(*DecodeStepRequest)(nil),   // 14: llmesh.accel.v1.DecodeStepRequest
+	(*Logits)(nil),              // 15: llmesh.accel.v1.Logits
+	(*DecodeStepResponse)(nil),  // 16: llmesh.accel.v1.DecodeStepResponse
+	(*SaveWeightsRequest)(nil),  // 17: llmesh.accel.v1.SaveWeightsRequest
+	(*SaveWeightsResponse)(nil), // 18: llmesh.accel.v1.SaveWeightsResponse
+	(*UnloadRequest)(nil),       // 19: llmesh.accel.v1.UnloadRequest
+	(*UnloadResponse)(nil),      // 20: llmesh.accel.v1.UnloadResponse
+	nil,                         // 21: llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
 }
 var file_llmesh_accel_v1_accel_proto_depIdxs = []int32{
 	2,  // 0: llmesh.accel.v1.LoadModelRequest.optimizer:type_name -> llmesh.accel.v1.OptimizerConfig
-	6,  // 1: llmesh.accel.v1.TrainStepRequest.teacher:type_name -> llmesh.accel.v1.SoftTargets
-	20, // 2: llmesh.accel.v1.EvaluateResponse.activation_max:type_name -> llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
-	12, // 3: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
-	14, // 4: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
-	12, // 5: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
-	0,  // 6: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
-	3,  // 7: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
-	5,  // 8: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
-	8,  // 9: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
-	10, // 10: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
-	13, // 11: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
-	16, // 12: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
-	18, // 13: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
-	1,  // 14: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
-	4,  // 15: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
-	7,  // 16: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
-	9,  // 17: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
-	11, // 18: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
-	15, // 19: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
-	17, // 20: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
-	19, // 21: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	7,  // 1: llmesh.accel.v1.TrainStepRequest.teacher:type_name -> llmesh.accel.v1.SoftTargets
+	6,  // 2: llmesh.accel.v1.TrainStepRequest.gradients_bulk:type_name -> llmesh.accel.v1.Bulk
+	6,  // 3: llmesh.accel.v1.ApplyUpdateRequest.gradients_bulk:type_name -> llmesh.accel.v1.Bulk
+	21, // 4: llmesh.accel.v1.EvaluateResponse.activation_max:type_name -> llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
+	13, // 5: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
+	15, // 6: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
+	13, // 7: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
+	0,  // 8: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
+	3,  // 9: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
+	5,  // 10: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
+	9,  // 11: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
+	11, // 12: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
+	14, // 13: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
+	17, // 14: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
+	19, // 15: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
+	1,  // 16: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
+	4,  // 17: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
+	8,  // 18: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
+	10, // 19: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
+	12, // 20: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
+	16, // 21: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
+	18, // 22: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
+	20, // 23: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_accel_v1_accel_proto_init() }
@@ -1561,7 +1654,7 @@ func file_llmesh_accel_v1_accel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_accel_v1_accel_proto_rawDesc), len(file_llmesh_accel_v1_accel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
