@@ -120,3 +120,32 @@ func TestShimCarriesCompressionFields(t *testing.T) {
 		t.Errorf("Evaluate = %+v", res)
 	}
 }
+
+// BenchmarkPluginGradients: through a plugin process, one TrainStep
+// returning the gradients of a 2,080² bigram table (4.3M, the reference
+// transformer's count) and one ApplyUpdate sending them back: inline
+// (protobuf over the go-plugin connection) against a shared-memory file.
+func BenchmarkPluginGradients(b *testing.B) {
+	for _, mode := range []string{"inline", "bulk"} {
+		b.Run(mode, func(b *testing.B) {
+			h, _ := newHost(b, nil)
+			p := launch(b, h, "bigram")
+			ctx := context.Background()
+			if mode == "inline" {
+				accel.DisableBulkForTest(p)
+			}
+			loadTiny(b, ctx, p, "big", `{"vocab_size":2080,"n_ctx":8}`)
+			req := accel.TrainStepRequest{ModelID: "big", Batch: 1, SeqLen: 4, Inputs: []int32{1, 2, 3, 4}, Targets: []int32{2, 3, 4, 5}, ReturnGradients: true}
+			b.SetBytes(8 * 2080 * 2080)
+			for b.Loop() {
+				res, err := p.TrainStep(ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.ApplyUpdate(ctx, accel.UpdateRequest{ModelID: "big", LearningRate: 0.01, Gradients: res.Gradients}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

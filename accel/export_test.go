@@ -35,3 +35,16 @@ func CloseBulkForTest(b Backend) {
 		c.closeBulk()
 	}
 }
+
+// DisableBulkForTest makes a host-side Backend made by GRPCPlugin send
+// its gradients inline.
+func DisableBulkForTest(b Backend) {
+	if p, ok := b.(*Plugin); ok {
+		p.mu.Lock()
+		b = p.proc.backend
+		p.mu.Unlock()
+	}
+	if c, ok := b.(*grpcClient); ok {
+		c.bulk.disable()
+	}
+}

@@ -44,7 +44,7 @@ func reexec(name string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-func newHost(t *testing.T, mod func(*accel.HostConfig)) (*accel.Host, *syncBuffer) {
+func newHost(t testing.TB, mod func(*accel.HostConfig)) (*accel.Host, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	cfg := accel.HostConfig{
@@ -69,7 +69,7 @@ func newHost(t *testing.T, mod func(*accel.HostConfig)) (*accel.Host, *syncBuffe
 	return h, logs
 }
 
-func launch(t *testing.T, h *accel.Host, name string) *accel.Plugin {
+func launch(t testing.TB, h *accel.Host, name string) *accel.Plugin {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -80,7 +80,7 @@ func launch(t *testing.T, h *accel.Host, name string) *accel.Plugin {
 	return p
 }
 
-func loadTiny(t *testing.T, ctx context.Context, b accel.Backend, id, config string) {
+func loadTiny(t testing.TB, ctx context.Context, b accel.Backend, id, config string) {
 	t.Helper()
 	opt := accel.DefaultOptimizer()
 	if _, err := b.LoadModel(ctx, accel.LoadRequest{ModelID: id, ConfigJSON: []byte(config), Seed: 1, Optimizer: &opt}); err != nil {
