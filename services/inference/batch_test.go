@@ -63,11 +63,14 @@ func TestBatchedMatchesSequential(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var b strings.Builder
+		var ids []int32 // chunks carry one token or several (multi-step)
 		for _, c := range chunks {
-			fmt.Fprint(&b, c.TokenIds)
+			ids = append(ids, c.TokenIds...)
 		}
-		return fmt.Sprintf("%s %s %d", b.String(), chunks[len(chunks)-1].FinishReason, chunks[len(chunks)-1].CompletionTokens)
+		if n := chunks[len(chunks)-1].CompletionTokens; int(n) != len(ids) {
+			t.Errorf("prompt %q: %d token ids in the chunks for %d completion tokens", req.Prompt, len(ids), n)
+		}
+		return fmt.Sprintf("%v %s %d", ids, chunks[len(chunks)-1].FinishReason, chunks[len(chunks)-1].CompletionTokens)
 	}
 	want := make([]string, len(reqs))
 	alone := e.s.Stats()

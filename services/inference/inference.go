@@ -358,6 +358,9 @@ func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 	}
 }
 
+// maxChunkTokens bounds the tokens one stream chunk carries.
+const maxChunkTokens = 256
+
 // Limits on stop sequences.
 const (
 	MaxStops     = 8
@@ -467,20 +470,26 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	finish := ""
 	var seq int64
 	cut := sampling.NewStopCutter(req.Stop)
-	chunk := func(text string, tok int32) *busv1.GenerateChunk {
+	chunk := func(text string, toks []int32) *busv1.GenerateChunk {
 		seq++
 		c := &busv1.GenerateChunk{Text: text, Seq: seq, PromptTokens: nPrompt, CompletionTokens: int32(len(gen)), LayersSaved: saved}
-		if out.stream == nil && tok >= 0 {
-			c.TokenIds = []int32{tok}
+		if out.stream == nil && len(toks) > 0 {
+			c.TokenIds = toks
 		}
 		return c
 	}
+	var last *event     // an end or error event read while draining tokens
+	var pending []int32 // tokens not yet in a chunk (their text ends mid-character)
 	for finish == "" {
 		var ev event
-		select {
-		case ev = <-q.events:
-		case <-ctx.Done():
-			return fmt.Errorf("model %q: %w", req.Model, ctx.Err())
+		if last != nil {
+			ev, last = *last, nil
+		} else {
+			select {
+			case ev = <-q.events:
+			case <-ctx.Done():
+				return fmt.Errorf("model %q: %w", req.Model, ctx.Err())
+			}
 		}
 		if ev.err != nil {
 			return ev.err
@@ -490,7 +499,28 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 			finish = ev.finish
 			break
 		}
-		gen = append(gen, uint32(ev.tok))
+		// The tokens already waiting (a multi-step decode delivers
+		// several at once) go out in the same chunk: one detokenization
+		// and one bus message for them all.
+		toks := []int32{ev.tok}
+	drain:
+		for len(toks) < maxChunkTokens {
+			select {
+			case more := <-q.events:
+				if more.err != nil || more.finish != "" {
+					last = &more
+					break drain
+				}
+				saved = more.saved
+				toks = append(toks, more.tok)
+			default:
+				break drain
+			}
+		}
+		for _, t := range toks {
+			gen = append(gen, uint32(t))
+		}
+		pending = append(pending, toks...)
 		text, err := lm.tok.Decode(gen)
 		if err != nil {
 			return fmt.Errorf("model %q: decode tokens: %w", req.Model, err)
@@ -508,7 +538,8 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		}
 		release, ferr := out.push(piece)
 		if release != "" || (out.stream == nil && !hit) {
-			emit(chunk(release, ev.tok))
+			emit(chunk(release, pending))
+			pending = nil
 		}
 		if ferr != nil {
 			return ferr
@@ -536,15 +567,15 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		}
 		if err != nil {
 			if release != "" {
-				emit(chunk(release, -1))
+				emit(chunk(release, nil))
 			}
 			return err
 		}
 		tail = release
 	}
-	last := chunk(tail, -1)
-	last.Done, last.FinishReason = true, finish
-	emit(last)
+	end := chunk(tail, pending)
+	end.Done, end.FinishReason = true, finish
+	emit(end)
 	return nil
 }
 
