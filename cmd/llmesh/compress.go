@@ -170,7 +170,7 @@ func cmdDistill(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	teacher := fs.String("teacher", "", "registered teacher model")
 	student := fs.String("student", "", `student transformer config as JSON (e.g. '{"n_ctx":256,"n_embd":128,"n_layer":2,"n_head":4}'; vocab_size is the teacher's)`)
 	steps := fs.Int("steps", 0, "training steps (default 200)")
-	temp := fs.Float64("temperature", 0, "softmax temperature of both distributions (default 2)")
+	temp := fs.Float64("temperature", 0, "softmax temperature of both distributions (default 1)")
 	alpha := fs.Float64("alpha", 0, "weight of the distillation term; 1-alpha goes to cross-entropy (default 0.5)")
 	topK := fs.Int("top-k", 0, "teacher logits sent per position (default 32)")
 	baseline := fs.Bool("baseline", false, "also train the same student from scratch and compare")

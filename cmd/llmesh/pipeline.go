@@ -148,6 +148,15 @@ func printSummary(w io.Writer, spec *pipeline.Spec, s *pipelineResult) {
 	fmt.Fprintf(w, "  vocabulary  %d tokens (tokenizer %s); %d train and %d validation tokens\n", s.VocabSize, s.Tokenizer, s.TrainTokens, s.ValTokens)
 	fmt.Fprintf(w, "  model       %s: %s parameters, %d steps at %.0f tokens/s\n", s.Model, humanCount(s.Parameters), s.Steps, s.TokensPerSec)
 	fmt.Fprintf(w, "  val loss    %.4f at the start, %.4f at the end (%.1f%% lower)\n", s.InitialValLoss, s.FinalValLoss, 100*(1-s.FinalValLoss/s.InitialValLoss))
+	if len(s.Models) > 1 {
+		var chain []string
+		for _, st := range []string{"train", "quantize", "distill", "prune"} {
+			if m, ok := s.Models[st]; ok {
+				chain = append(chain, st+" "+m)
+			}
+		}
+		fmt.Fprintf(w, "  models      %s; samples from %s\n", strings.Join(chain, ", "), s.SampledModel)
+	}
 	if s.PluginRestarts > 0 {
 		fmt.Fprintf(w, "  restarts    the backend plugin was restarted %d times\n", s.PluginRestarts)
 	}

@@ -61,7 +61,7 @@ func TestDistillSpecValidate(t *testing.T) {
 	if err := jobspec.Decode("distill", []byte(`{"teacher":"t","student":{}}`), &sp); err != nil {
 		t.Fatal(err)
 	}
-	if sp.Output != "t-student" || sp.Steps != 200 || sp.Temperature != 2 || sp.Alpha != 0.5 || sp.TopK != 32 || sp.Warmup != 20 {
+	if sp.Output != "t-student" || sp.Steps != 200 || sp.Temperature != 1 || sp.Alpha != 0.5 || sp.TopK != 32 || sp.Warmup != 20 {
 		t.Errorf("defaults: %+v", sp)
 	}
 }

@@ -107,7 +107,7 @@ func (s *DistillSpec) Validate() error {
 		s.Steps = 200
 	}
 	if s.Temperature == 0 {
-		s.Temperature = 2
+		s.Temperature = 1
 	}
 	if s.Alpha == 0 {
 		s.Alpha = 0.5
