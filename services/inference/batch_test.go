@@ -222,7 +222,9 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		once := sync.OnceFunc(func() { close(started) })
-		done <- e.b.Generate(t.Context(), &busv1.GenerateRequest{Model: "long", Prompt: "the", MaxTokens: 480, IgnoreEos: true}, func(*busv1.GenerateChunk) error {
+		// Sampled, so one token per decode call: it runs far longer than
+		// the queued request's deadline.
+		done <- e.b.Generate(t.Context(), &busv1.GenerateRequest{Model: "long", Prompt: "the", MaxTokens: 480, IgnoreEos: true, Temperature: 1, Seed: 1}, func(*busv1.GenerateChunk) error {
 			once()
 			return nil
 		})

@@ -530,7 +530,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 		if complete <= sent {
 			continue
 		}
-		piece, hit := cut.Push(strings.ToValidUTF8(text[sent:complete], "\uFFFD"))
+		piece, hit := cut.Push(replaceInvalid(text[sent:complete]))
 		sent = complete
 		if hit {
 			finish = "stop"
@@ -547,7 +547,7 @@ func (s *Service) generate(ctx context.Context, req *busv1.GenerateRequest, emit
 	}
 	tail := ""
 	if text, _ := lm.tok.Decode(gen); len(text) > sent && !cut.Hit() {
-		tail = strings.ToValidUTF8(text[sent:], "\uFFFD")
+		tail = replaceInvalid(text[sent:])
 	}
 	if !cut.Hit() {
 		var hit bool
@@ -646,6 +646,27 @@ func validPrefix(s string) int {
 		}
 	}
 	return len(s)
+}
+
+// replaceInvalid replaces each byte of s that is not part of a valid
+// UTF-8 sequence with U+FFFD, as ranging over a string does: one for each
+// byte, not for each run of them, so that the text does not depend on
+// where the stream was cut into chunks.
+func replaceInvalid(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // errorCode classifies err with a Connect code name for the client.
