@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/services/inference/servebench"
 )
 
@@ -32,6 +33,7 @@ func benchServe(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.Requests, "requests", o.Requests, "requests per client count (at least 2 per client)")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating off/on rounds per client count (the best counts)")
 	fs.IntVar(&o.Threads, "threads", o.Threads, "cores for the PyTorch partner")
+	fs.IntVar(&o.DecodeSteps, "decode-steps", 0, "greedy tokens a decode call may pick in the backend, batching on and off alike (0: the service's default)")
 	clients := fs.String("clients", "1,8,32", "concurrent client counts, comma-separated")
 	script := fs.String("torch-script", "", "PyTorch partner (default: bench/torch/decode.py found from here or above)")
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch partner")
@@ -48,6 +50,9 @@ func benchServe(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("%w: --clients %q: want positive counts up to 1024", errUsage, *clients)
 		}
 		o.Clients = append(o.Clients, n)
+	}
+	if o.DecodeSteps < 0 || o.DecodeSteps > accel.MaxDecodeSteps {
+		return fmt.Errorf("%w: --decode-steps %d: want 0 to %d", errUsage, o.DecodeSteps, accel.MaxDecodeSteps)
 	}
 	if o.PromptTokens < 1 || o.MaxTokens < 1 || o.PromptTokens+o.MaxTokens > o.Ctx {
 		return fmt.Errorf("%w: --prompt-tokens %d + --tokens %d must be positive and fit the context of %d", errUsage, o.PromptTokens, o.MaxTokens, o.Ctx)

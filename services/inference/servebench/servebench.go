@@ -46,7 +46,10 @@ type Options struct {
 	// Python the interpreter that has torch; empty Torch skips it.
 	Torch, Python string
 	Threads       int // for the PyTorch partner
-	Log           io.Writer
+	// DecodeSteps is inference.Config.DecodeSteps for both stacks (0: the
+	// service's default).
+	DecodeSteps int
+	Log         io.Writer
 }
 
 // Reference is the reference configuration.
@@ -73,10 +76,11 @@ type rig struct {
 	prompts               []string
 	srv                   *bus.Server
 	bus                   *bus.Bus
+	decodeSteps           int
 }
 
 func newRig(ctx context.Context, o Options, logf func(string, ...any)) (r *rig, err error) {
-	r = &rig{}
+	r = &rig{decodeSteps: o.DecodeSteps}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -190,7 +194,7 @@ func (r *rig) startStack(ctx context.Context, batching bool) (*stack, error) {
 		return st, err
 	}
 	if st.svc, err = inference.New(inference.Config{Bus: st.bus, Host: r.host, Logger: slog.New(slog.DiscardHandler),
-		DisableBatching: !batching, QueueDepth: 4096}); err != nil {
+		DisableBatching: !batching, QueueDepth: 4096, DecodeSteps: r.decodeSteps}); err != nil {
 		return st, err
 	}
 	sctx, stop := context.WithCancel(ctx)
@@ -258,6 +262,9 @@ func Run(ctx context.Context, o Options) (results []benchfmt.Result, err error) 
 	for _, c := range o.Clients {
 		n, f := on[c], off[c]
 		note := fmt.Sprintf("%d requests of %d prompt + %d generated tokens, %s; mean batch %.1f (off: %.1f)", n.requests, o.PromptTokens, o.MaxTokens, rounds, n.meanBatch, f.meanBatch)
+		if o.DecodeSteps > 0 {
+			note += fmt.Sprintf("; decode steps %d", o.DecodeSteps)
+		}
 		r := benchfmt.Result{Name: fmt.Sprintf("serve/clients=%d/throughput", c), Unit: "tokens/s", Value: n.tokensPerS, Note: note}
 		r.Compare("batching off", f.tokensPerS, true)
 		results = append(results, r)

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 // as partners, and a PyTorch partner reported missing with a reason.
 func TestRunSmall(t *testing.T) {
 	o := Options{Vocab: 512, Ctx: 64, Embd: 32, Layers: 1, Heads: 2, Clients: []int{1, 4}, PromptTokens: 8, MaxTokens: 8,
-		Requests: 4, Rounds: 1, PluginCommand: acceltest.Reexec, Torch: "no/such/decode.py"}
+		Requests: 4, Rounds: 1, PluginCommand: acceltest.Reexec, Torch: "no/such/decode.py", DecodeSteps: 3}
 	results, err := Run(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
