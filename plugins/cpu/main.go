@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/accel/engine"
@@ -16,6 +18,35 @@ import (
 // LLMESH_CPU_KERNELS forces a kernel level (generic, avx2, avx512), for
 // comparing levels or working around a bad one; unset picks the best.
 const levelEnv = "LLMESH_CPU_KERNELS"
+
+// LLMESH_CPU_PROFILE names a file prefix: the plugin writes a CPU profile
+// of its run to <prefix>.<pid> (go tool pprof format), ended when the host
+// shuts it down — for profiling the backend under `llmesh bench serve`,
+// whose plugins inherit the environment.
+const profileEnv = "LLMESH_CPU_PROFILE"
+
+// startProfile starts the CPU profile LLMESH_CPU_PROFILE asks for and
+// returns what ends it.
+func startProfile() func() {
+	prefix := os.Getenv(profileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		os.Stderr.WriteString("cpu plugin: " + profileEnv + ": " + err.Error() + "\n")
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
 
 // build names this build of the plugin (go build -ldflags "-X
 // main.build=..."); Info lists it as a feature, so that a swap to a rebuilt
@@ -63,5 +94,7 @@ func main() {
 		os.Stderr.WriteString("cpu plugin: " + levelEnv + ": " + err.Error() + "; using the detected level\n")
 		k = simd.Must()
 	}
+	stop := startProfile()
 	accel.Serve(backend{Engine: engine.New("cpu", k), kernels: k})
+	stop()
 }
