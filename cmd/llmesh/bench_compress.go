@@ -39,7 +39,7 @@ type compressOptions struct {
 
 func defaultCompressOptions() compressOptions {
 	return compressOptions{Documents: 1500, Vocab: 1024, Ctx: 64, Embd: 256, Layers: 4, Heads: 4, StudentEmbd: 128, StudentLayers: 4,
-		Steps: 400, Batch: 16, QATSteps: 60, DistillSteps: 400, PruneSteps: 120, EvalBatches: 16, DecodeTokens: 48, DecodeRound: 3,
+		Steps: 1200, Batch: 16, QATSteps: 60, DistillSteps: 400, PruneSteps: 120, EvalBatches: 16, DecodeTokens: 48, DecodeRound: 3,
 		PromptTokens: 16, LR: 3e-3, Alpha: 0.5, Temperature: 1, TopK: 32}
 }
 
