@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -38,6 +39,14 @@ func refFromHash(h hash.Hash) string { return RefPrefix + hex.EncodeToString(h.S
 // chunks may then be left unreferenced in the store (content stays
 // correct).
 func (b *Bus) PutObject(ctx context.Context, r io.Reader) (ObjectInfo, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// Without a deadline the object store gives every chunk's ack the
+		// JetStream default of 5 s, which a busy machine writing a large
+		// checkpoint exceeds; bound the whole put instead.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, putTimeout)
+		defer cancel()
+	}
 	obs, err := b.objectStore(ctx)
 	if err != nil {
 		return ObjectInfo{}, err
@@ -75,8 +84,12 @@ func (b *Bus) dropTemp(ctx context.Context, obs jetstream.ObjectStore, tmp strin
 	return nil
 }
 
+// putTimeout bounds a PutObject whose context has no deadline.
+const putTimeout = 5 * time.Minute
+
 // PutBytes stores data under its SHA-256. Content already stored is not
 // uploaded again.
+
 func (b *Bus) PutBytes(ctx context.Context, data []byte) (ObjectInfo, error) {
 	if int64(len(data)) > b.maxObj {
 		return ObjectInfo{}, fmt.Errorf("object of %d bytes exceeds %d bytes: %w", len(data), b.maxObj, ErrTooLarge)
