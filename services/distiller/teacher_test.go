@@ -1,6 +1,8 @@
 package distiller
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -176,28 +178,68 @@ func FuzzDecodeSoftTargets(f *testing.F) {
 	req, _ := EncodeRequest(2, 3, 4, make([]int32, 6), make([]int32, 6))
 	f.Add(req, uint8(6), uint8(4))
 	f.Add([]byte{}, uint8(0), uint8(0))
-	f.Fuzz(func(t *testing.T, payload []byte, n, k uint8) {
-		ids, logits, _, err := DecodeSoftTargets(payload, int(n), int(k), 16)
-		if err != nil {
-			if !errors.Is(err, ErrTeacherMessage) {
-				t.Fatalf("error %v does not wrap ErrTeacherMessage", err)
+	f.Fuzz(checkSoftTargets)
+}
+
+// checkSoftTargets is FuzzDecodeSoftTargets' property (vocabulary 16).
+func checkSoftTargets(t *testing.T, payload []byte, n, k uint8) {
+	ids, logits, _, err := DecodeSoftTargets(payload, int(n), int(k), 16)
+	if err != nil {
+		if !errors.Is(err, ErrTeacherMessage) {
+			t.Fatalf("error %v does not wrap ErrTeacherMessage", err)
+		}
+		return
+	}
+	if len(ids) != int(n)*int(k) || len(logits) != len(ids) {
+		t.Fatalf("%d ids, %d logits for %d x %d", len(ids), len(logits), n, k)
+	}
+	for r := range int(n) {
+		seen := map[int32]bool{}
+		for j := range int(k) {
+			id, l := ids[r*int(k)+j], logits[r*int(k)+j]
+			if id < 0 || id >= 16 || seen[id] || math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+				t.Fatalf("position %d: id %d, logit %v accepted", r, id, l)
 			}
-			return
+			seen[id] = true
 		}
-		if len(ids) != int(n)*int(k) || len(logits) != len(ids) {
-			t.Fatalf("%d ids, %d logits for %d x %d", len(ids), len(logits), n, k)
-		}
-		for r := range int(n) {
-			seen := map[int32]bool{}
-			for j := range int(k) {
-				id, l := ids[r*int(k)+j], logits[r*int(k)+j]
-				if id < 0 || id >= 16 || seen[id] || math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-					t.Fatalf("position %d: id %d, logit %v accepted", r, id, l)
-				}
-				seen[id] = true
+	}
+}
+
+// TestDecodeMutations runs the fuzz properties over a few thousand
+// seeded mutations of valid messages (bytes flipped, cut, repeated), so
+// that the default suite covers malformed input without the fuzzer.
+func TestDecodeMutations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	ids, l := softTargets(rng, 6, 4, 16)
+	reply, _ := EncodeSoftTargets(6, 4, ids, l, 1)
+	req, _ := EncodeRequest(2, 3, 4, []int32{1, 2, 3, 4, 5, 6}, []int32{2, 3, 4, 5, 6, 7})
+	mutate := func(p []byte) []byte {
+		m := append([]byte(nil), p...)
+		switch rng.IntN(4) {
+		case 0:
+			for range 1 + rng.IntN(4) {
+				m[rng.IntN(len(m))] ^= byte(1 + rng.IntN(255))
 			}
+		case 1:
+			m = m[:rng.IntN(len(m))]
+		case 2:
+			i := rng.IntN(len(m))
+			m = append(m[:i], append(bytes.Repeat([]byte{m[i]}, 1+rng.IntN(64)), m[i:]...)...)
+		case 3:
+			i := rng.IntN(len(m) - 4)
+			binary.LittleEndian.PutUint32(m[i:], rng.Uint32())
 		}
-	})
+		return m
+	}
+	accepted := 0
+	for range 3000 {
+		checkSoftTargets(t, mutate(reply), 6, 4)
+		if _, _, _, err := DecodeSoftTargets(mutate(reply), 6, 4, 16); err == nil {
+			accepted++
+		}
+		checkRequest(t, mutate(req))
+	}
+	t.Logf("%d of 3000 mutated replies still decoded (flips inside the data)", accepted)
 }
 
 // FuzzDecodeRequest: a request decodes to a batch inside the limits or
@@ -209,21 +251,24 @@ func FuzzDecodeRequest(f *testing.F) {
 	ids, l := softTargets(rand.New(rand.NewPCG(7, 8)), 2, 2, 8)
 	r, _ := EncodeSoftTargets(2, 2, ids, l, 0)
 	f.Add(r)
-	f.Fuzz(func(t *testing.T, payload []byte) {
-		b, T, k, in, tgt, err := DecodeRequest(payload, 8, 4)
-		if err != nil {
-			if !errors.Is(err, ErrTeacherMessage) {
-				t.Fatalf("error %v does not wrap ErrTeacherMessage", err)
-			}
-			return
+	f.Fuzz(checkRequest)
+}
+
+// checkRequest is FuzzDecodeRequest's property (vocabulary 8, context 4).
+func checkRequest(t *testing.T, payload []byte) {
+	b, T, k, in, tgt, err := DecodeRequest(payload, 8, 4)
+	if err != nil {
+		if !errors.Is(err, ErrTeacherMessage) {
+			t.Fatalf("error %v does not wrap ErrTeacherMessage", err)
 		}
-		if b < 1 || T < 1 || T > 4 || k < 1 || k > 8 || len(in) != b*T || len(tgt) != b*T {
-			t.Fatalf("decoded %d x %d, k %d, %d inputs, %d targets", b, T, k, len(in), len(tgt))
+		return
+	}
+	if b < 1 || T < 1 || T > 4 || k < 1 || k > 8 || len(in) != b*T || len(tgt) != b*T {
+		t.Fatalf("decoded %d x %d, k %d, %d inputs, %d targets", b, T, k, len(in), len(tgt))
+	}
+	for _, id := range append(in, tgt...) {
+		if id < 0 || id >= 8 {
+			t.Fatalf("token %d accepted", id)
 		}
-		for _, id := range append(in, tgt...) {
-			if id < 0 || id >= 8 {
-				t.Fatalf("token %d accepted", id)
-			}
-		}
-	})
+	}
 }
