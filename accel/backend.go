@@ -8,7 +8,11 @@ import (
 
 // ProtocolVersion is the accelerator plugin protocol version negotiated in
 // the go-plugin handshake. A plugin built for another version is refused.
-const ProtocolVersion = 1
+// Version 2 added the compression fields (QAT, sparsity, teacher targets,
+// top-k, activation statistics) and gradients through shared memory: a
+// version-1 plugin would silently ignore them, and train on its own
+// gradients instead of the all-reduced ones it was sent.
+const ProtocolVersion = 2
 
 // Sentinel errors. Errors that cross the plugin boundary are mapped back to
 // these, so callers test them with errors.Is on either side.
