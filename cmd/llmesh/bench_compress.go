@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,9 +20,11 @@ import (
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/bus/tensor"
+	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/distiller"
 	"github.com/llmesh/llmesh/services/quantizer"
 	"github.com/llmesh/llmesh/services/tokenizer/tokbench"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // compressOptions size bench compress.
@@ -35,6 +39,9 @@ type compressOptions struct {
 	LR, Alpha, Temperature                 float64
 	TopK                                   int
 	PluginDir                              string
+	// Input is a corpus file (JSONL, text or parquet; .gz decompressed)
+	// used instead of the built-in corpus.
+	Input string
 }
 
 func defaultCompressOptions() compressOptions {
@@ -84,6 +91,7 @@ func benchCompress(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Float64Var(&o.Temperature, "temperature", o.Temperature, "distillation temperature")
 	fs.IntVar(&o.TopK, "top-k", o.TopK, "distillation: teacher logits sent per position")
 	fs.StringVar(&o.PluginDir, "plugin-dir", "", "folder with llmesh-plugin-<backend> binaries")
+	fs.StringVar(&o.Input, "input", "", "corpus file (JSONL of {\"text\": ...}, text or parquet; .gz is decompressed) instead of the built-in corpus")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -142,7 +150,14 @@ func runCompressBench(ctx context.Context, o compressOptions, cmd stackPluginCom
 	var prep struct {
 		Documents int64 `json:"documents"`
 	}
-	if err := job(bus.KindDataprep, map[string]any{"builtin": "demo", "documents": o.Documents, "seed": 7, "output": "bench-corpus"}, &prep); err != nil {
+	prepSpec := map[string]any{"builtin": "demo", "documents": o.Documents, "seed": 7, "output": "bench-corpus"}
+	if o.Input != "" {
+		if err := putBenchInput(ctx, st.bus, o.Input, dir, "bench-input"); err != nil {
+			return nil, nil, err
+		}
+		prepSpec = map[string]any{"input": "bench-input", "output": "bench-corpus"}
+	}
+	if err := job(bus.KindDataprep, prepSpec, &prep); err != nil {
 		return nil, nil, err
 	}
 	var tok struct {
@@ -408,4 +423,42 @@ func printCompressTable(w io.Writer, m machine, results []tokbench.Result, targe
 		fmt.Fprintf(tw, "%s\t%.4g\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Unit, r.Partner, pv, ratio, tg, pass, note)
 	}
 	tw.Flush()
+}
+
+// putBenchInput registers the corpus file path as dataset name; a .gz file
+// is decompressed into tmp first.
+func putBenchInput(ctx context.Context, b *bus.Bus, path, tmp, name string) error {
+	if strings.HasSuffix(path, ".gz") {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		plain := filepath.Join(tmp, strings.TrimSuffix(filepath.Base(path), ".gz"))
+		out, err := os.Create(plain)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, io.LimitReader(zr, 4<<30))
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		path = plain
+	}
+	data, format, docs, err := readDatasetPath(path, "")
+	if err != nil {
+		return err
+	}
+	info, err := b.PutBytes(ctx, data)
+	if err != nil {
+		return err
+	}
+	return b.PutDataset(ctx, &busv1.DatasetRecord{Name: name, Ref: info.Ref, Size: info.Size, Format: format, Documents: docs, CreatedAt: timestamppb.Now()})
 }

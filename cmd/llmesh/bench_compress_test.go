@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/llmesh/llmesh/bus/bustest"
 	"github.com/llmesh/llmesh/bus/tensor"
 )
 
@@ -132,4 +136,37 @@ func tokenShard(t *testing.T, st *stack, n, vocab int) string {
 		t.Fatal(err)
 	}
 	return info.Ref
+}
+
+// A gzipped JSONL corpus given to bench compress --input is registered,
+// decompressed, as a dataset; a corrupt one is a clear error.
+func TestBenchInputGzip(t *testing.T) {
+	b := bustest.New(t)
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	plain := "{\"text\": \"第一条 为了规范民事活动\"}\n{\"text\": \"Article 2. Scope.\"}\n"
+	zw.Write([]byte(plain))
+	zw.Close()
+	path := filepath.Join(dir, "law.jsonl.gz")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := putBenchInput(t.Context(), b, path, dir, "bench-input"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := b.GetDataset(t.Context(), "bench-input")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Format != "jsonl" || rec.Size != int64(len(plain)) {
+		t.Errorf("dataset %+v, want the %d decompressed bytes as jsonl", rec, len(plain))
+	}
+	bad := filepath.Join(dir, "bad.jsonl.gz")
+	if err := os.WriteFile(bad, []byte("not gzip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := putBenchInput(t.Context(), b, bad, dir, "bench-bad"); err == nil || !strings.Contains(err.Error(), "bad.jsonl.gz") {
+		t.Errorf("corrupt gzip: %v, want an error naming the file", err)
+	}
 }
