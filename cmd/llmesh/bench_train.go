@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -169,6 +170,11 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tps := tokbench.Result{Name: fmt.Sprintf("train/shards=%d/threads=%d", *shards, *threads), Unit: "tokens/s", Value: many.TokensPerSec,
 		Note: fmt.Sprintf("model %s, global batch %d x %d, %d steps, best of %d; allreduce %.0f%% of the run; final loss %.4f vs %.4f on 1 shard",
 			cfg, *batch, *nctx, *steps, *repeat, 100*many.AllReduceSeconds/many.Seconds, many.FinalLoss, one.FinalLoss)}
+	if d := math.Abs(many.FinalLoss-one.FinalLoss) / one.FinalLoss; d > 0.01 {
+		// Same seed, same global batch: the runs must train the same model.
+		// A plugin that ignores the all-reduced gradients shows up here.
+		tps.Note += fmt.Sprintf(" — WARNING: the final losses differ by %.1f%%, so the runs did not train the same model", 100*d)
+	}
 	tps.Compare(fmt.Sprintf("1 shard, %d thread(s)", *threads), one.TokensPerSec, true)
 	results = append(results, tps)
 	if *tensor {
