@@ -116,7 +116,6 @@ func floats(mem []byte, n int) []float32 {
 type bulkPool struct {
 	mu       sync.Mutex
 	free     []*region
-	all      []*region
 	hint     int // bytes of the last gradients seen: the size to create
 	disabled bool
 	closed   bool
@@ -144,9 +143,6 @@ func (p *bulkPool) get(size int) *region {
 			p.disable()
 			return nil
 		}
-		p.mu.Lock()
-		p.all = append(p.all, r)
-		p.mu.Unlock()
 	} else if err = r.grow(size); err != nil {
 		p.put(r)
 		return nil

@@ -4,7 +4,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/bus"
-	"github.com/llmesh/llmesh/bus/tensor"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/distiller"
 	"github.com/llmesh/llmesh/services/quantizer"
@@ -278,33 +276,6 @@ var compressPluginCommand = pluginCommand
 // stackPluginCommand is how the bench's stack launches plugins.
 type stackPluginCommand = func(name string) (*exec.Cmd, error)
 
-// tensorTokens reads a token shard's ids.
-func tensorTokens(t tensor.Tensor) ([]int32, error) {
-	switch t.DType {
-	case tensor.Uint16:
-		u, err := tensor.Uint16s(t)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]int32, len(u))
-		for i, v := range u {
-			out[i] = int32(v)
-		}
-		return out, nil
-	case tensor.Uint32:
-		u, err := tensor.Uint32s(t)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]int32, len(u))
-		for i, v := range u {
-			out[i] = int32(v)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("tokens of dtype %v", t.DType)
-}
-
 // decodeSpeed is one batch size's tokens/s of both models.
 type decodeSpeed struct {
 	batch      int
@@ -326,15 +297,7 @@ func decodeSpeeds(ctx context.Context, st *stack, o compressOptions, cfg, valRef
 		return nil, err
 	}
 	backend := info.Name + " (" + strings.Join(info.Features, " ") + ")"
-	set, err := st.bus.GetTensors(ctx, valRef)
-	if err != nil {
-		return nil, err
-	}
-	val, ok := set.Get("tokens")
-	if !ok {
-		return nil, errors.New("validation shard has no tokens")
-	}
-	toks, err := tensorTokens(val)
+	toks, err := st.bus.GetTokens(ctx, valRef, vocab)
 	if err != nil {
 		return nil, err
 	}

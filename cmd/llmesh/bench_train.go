@@ -116,31 +116,7 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		spec["shards"] = n
 		js, _ := json.Marshal(spec)
 		job := fmt.Sprintf("bench-train-%d-%d", n, time.Now().UnixNano())
-		res := make([]trainer.Result, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			bi, err := connect(fmt.Sprintf("shard-%d", i))
-			if err != nil {
-				return trainer.Result{}, err
-			}
-			defer bi.Close()
-			s, err := trainer.New(trainer.Config{Bus: bi, Host: host, Heartbeat: 200 * time.Millisecond})
-			if err != nil {
-				return trainer.Result{}, err
-			}
-			wg.Go(func() { res[i], errs[i] = s.RunShard(ctx, job, js) })
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return trainer.Result{}, err
-		}
-		for _, r := range res {
-			if r.Rank == 0 {
-				return r, nil
-			}
-		}
-		return res[0], nil
+		return runBenchShards(ctx, connect, "shard", n, job, js, trainer.Config{Host: host, Heartbeat: 200 * time.Millisecond})
 	}
 	if *tensorOnly {
 		tp, err := benchTensorParallel(ctx, connect, host, spec, *batch**nctx, *embd, *threads, *steps, *repeat, stderr)
@@ -185,6 +161,38 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		results = append(results, tp...)
 	}
 	return writeBench(stdout, "train", *asJSON, results)
+}
+
+// runBenchShards runs n shards of job, each a trainer service of cfg on its
+// own connection (named prefix-<i>), and returns rank 0's result.
+func runBenchShards(ctx context.Context, connect func(string) (*bus.Bus, error), prefix string, n int, job string, js []byte, cfg trainer.Config) (trainer.Result, error) {
+	res := make([]trainer.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		bi, err := connect(fmt.Sprintf("%s-%d", prefix, i))
+		if err != nil {
+			return trainer.Result{}, err
+		}
+		defer bi.Close()
+		c := cfg
+		c.Bus = bi
+		s, err := trainer.New(c)
+		if err != nil {
+			return trainer.Result{}, err
+		}
+		wg.Go(func() { res[i], errs[i] = s.RunShard(ctx, job, js) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return trainer.Result{}, err
+	}
+	for _, r := range res {
+		if r.Rank == 0 {
+			return r, nil
+		}
+	}
+	return res[0], nil
 }
 
 // benchTokens stores n pseudo-random tokens with some structure (a

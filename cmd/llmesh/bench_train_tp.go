@@ -35,31 +35,7 @@ func benchTensorParallel(ctx context.Context, connect func(string) (*bus.Bus, er
 		spec["parallel"] = trainer.ParallelTensor
 		js, _ := json.Marshal(spec)
 		job := fmt.Sprintf("bench-train-tp-%d-%d", n, time.Now().UnixNano())
-		res := make([]trainer.Result, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			bi, err := connect(fmt.Sprintf("tp-shard-%d", i))
-			if err != nil {
-				return trainer.Result{}, err
-			}
-			defer bi.Close()
-			s, err := trainer.New(trainer.Config{Bus: bi, Host: host, Heartbeat: 200 * time.Millisecond, TensorThreads: threads})
-			if err != nil {
-				return trainer.Result{}, err
-			}
-			wg.Go(func() { res[i], errs[i] = s.RunShard(ctx, job, js) })
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return trainer.Result{}, err
-		}
-		for _, r := range res {
-			if r.Rank == 0 {
-				return r, nil
-			}
-		}
-		return res[0], nil
+		return runBenchShards(ctx, connect, "tp-shard", n, job, js, trainer.Config{Host: host, Heartbeat: 200 * time.Millisecond, TensorThreads: threads})
 	}
 	var one, two trainer.Result
 	for i := range repeat {

@@ -71,9 +71,6 @@ func (s *Service) handlePrune(ctx context.Context, job *bus.Job) ([]byte, error)
 // Prune runs a validated prune spec for job.
 func (s *Service) Prune(ctx context.Context, job *bus.Job, sp *PruneSpec) (*PruneResult, error) {
 	start := time.Now()
-	if s.prune == nil {
-		return nil, fmt.Errorf("distiller: this build cannot prune (no prune function)")
-	}
 	src, err := finetune.Resolve(ctx, s.bus, sp.Model, sp.Checkpoint, sp.Config)
 	if err != nil {
 		return nil, fmt.Errorf("distiller: prune: %w", err)

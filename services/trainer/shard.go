@@ -492,26 +492,11 @@ type gen struct {
 // runGen trains in generation p from its checkpoint until the job ends or
 // the ring fails.
 func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
-	g := &gen{p: p, rank: slices.Index(p.Members, m.info.ID), world: len(p.Members)}
-	var err error
-	g.ring, err = collective.New(collective.Config{Conn: m.s.bus.Conn(), Prefix: bus.TrainerSubject(m.job, p.Gen), Rank: g.rank, World: g.world,
-		Timeout: time.Duration(m.spec.CollectiveTimeout * float64(time.Second)), ChunkBytes: m.s.chunkBytes})
+	g, stop, err := m.startGen(ctx, p)
 	if err != nil {
 		return Result{}, err
 	}
-	defer g.ring.Close()
-	if g.rank == 0 {
-		if g.rep, err = m.s.newReporter(m.job, m.em); err != nil {
-			return Result{}, err
-		}
-		defer g.rep.close()
-	}
-	if err := m.setState(ctx, "training", p.Gen); err != nil {
-		return Result{}, err
-	}
-	if err := m.barrier(ctx, p); err != nil {
-		return Result{}, err
-	}
+	defer stop()
 	step, err := m.load(ctx, p)
 	if err != nil {
 		return Result{}, err
@@ -539,6 +524,52 @@ func (m *member) runGen(ctx context.Context, p planInfo) (Result, error) {
 	return m.loop(ctx, g, step)
 }
 
+// startGen joins generation p — its ring, the reporter on rank 0, the
+// "training" state and the barrier — for runGen and runGenTP; stop
+// releases what it made.
+func (m *member) startGen(ctx context.Context, p planInfo) (g *gen, stop func(), err error) {
+	g = &gen{p: p, rank: slices.Index(p.Members, m.info.ID), world: len(p.Members)}
+	g.ring, err = collective.New(collective.Config{Conn: m.s.bus.Conn(), Prefix: bus.TrainerSubject(m.job, p.Gen), Rank: g.rank, World: g.world,
+		Timeout: time.Duration(m.spec.CollectiveTimeout * float64(time.Second)), ChunkBytes: m.s.chunkBytes})
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = g.ring.Close
+	if g.rank == 0 {
+		if g.rep, err = m.s.newReporter(m.job, m.em); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		stop = func() { g.rep.close(); g.ring.Close() }
+	}
+	if err = m.setState(ctx, "training", p.Gen); err == nil {
+		err = m.barrier(ctx, p)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return g, stop, nil
+}
+
+// resume reads checkpoint ref for this member — refusing one written by
+// other training settings — restores the early-stopping state it recorded
+// and returns its weights and step.
+func (m *member) resume(ctx context.Context, ref string) ([]byte, int, error) {
+	mf, w, err := m.store.Load(ctx, ref)
+	if err != nil {
+		return nil, 0, fmt.Errorf("trainer: resume: %w", err)
+	}
+	if mf.Fingerprint != m.info.Fingerprint {
+		return nil, 0, fmt.Errorf("%w: checkpoint %s was written by other training settings", ErrShardMismatch, ref)
+	}
+	m.best, m.badEvals = mf.BestValLoss, mf.BadEvals
+	if m.best == 0 {
+		m.best = math.Inf(1)
+	}
+	return w, mf.Step, nil
+}
+
 // load creates the model in the backend, from the plan's checkpoint when
 // it has one, and returns the step to start at.
 func (m *member) load(ctx context.Context, p planInfo) (int, error) {
@@ -548,17 +579,9 @@ func (m *member) load(ctx context.Context, p planInfo) (int, error) {
 	step := 0
 	m.best, m.badEvals = math.Inf(1), 0
 	if p.Checkpoint != "" {
-		mf, w, err := m.store.Load(ctx, p.Checkpoint)
-		if err != nil {
-			return 0, fmt.Errorf("trainer: resume: %w", err)
-		}
-		if mf.Fingerprint != m.info.Fingerprint {
-			return 0, fmt.Errorf("%w: checkpoint %s was written by other training settings", ErrShardMismatch, p.Checkpoint)
-		}
-		req.Weights, step = w, mf.Step
-		m.best, m.badEvals = mf.BestValLoss, mf.BadEvals
-		if m.best == 0 {
-			m.best = math.Inf(1)
+		var err error
+		if req.Weights, step, err = m.resume(ctx, p.Checkpoint); err != nil {
+			return 0, err
 		}
 	}
 	_ = m.be.Unload(ctx, m.job)

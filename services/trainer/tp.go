@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,9 +13,7 @@ import (
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/accel/simd"
 	"github.com/llmesh/llmesh/accel/transformer"
-	"github.com/llmesh/llmesh/bus"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
-	"github.com/llmesh/llmesh/services/trainer/collective"
 )
 
 // Tensor parallelism: a job with "parallel": "tensor" trains one model
@@ -100,26 +97,12 @@ func (t *tpGen) allReduce(ctx context.Context, seq uint64, data []float32) error
 
 // runGenTP is runGen for a tensor-parallel job.
 func (m *member) runGenTP(ctx context.Context, p planInfo) (Result, error) {
-	g := &tpGen{gen: &gen{p: p, rank: slices.Index(p.Members, m.info.ID), world: len(p.Members)}}
-	var err error
-	g.ring, err = collective.New(collective.Config{Conn: m.s.bus.Conn(), Prefix: bus.TrainerSubject(m.job, p.Gen), Rank: g.rank, World: g.world,
-		Timeout: time.Duration(m.spec.CollectiveTimeout * float64(time.Second)), ChunkBytes: m.s.chunkBytes})
+	base, stop, err := m.startGen(ctx, p)
 	if err != nil {
 		return Result{}, err
 	}
-	defer g.ring.Close()
-	if g.rank == 0 {
-		if g.rep, err = m.s.newReporter(m.job, m.em); err != nil {
-			return Result{}, err
-		}
-		defer g.rep.close()
-	}
-	if err := m.setState(ctx, "training", p.Gen); err != nil {
-		return Result{}, err
-	}
-	if err := m.barrier(ctx, p); err != nil {
-		return Result{}, err
-	}
+	defer stop()
+	g := &tpGen{gen: base}
 	step, err := m.loadTP(ctx, g)
 	if err != nil {
 		return Result{}, err
@@ -176,24 +159,17 @@ func (m *member) loadTP(ctx context.Context, g *tpGen) (int, error) {
 	step := 0
 	m.best, m.badEvals = math.Inf(1), 0
 	if g.p.Checkpoint != "" {
-		mf, w, err := m.store.Load(ctx, g.p.Checkpoint)
+		w, ckStep, err := m.resume(ctx, g.p.Checkpoint)
 		if err != nil {
-			return 0, fmt.Errorf("trainer: resume: %w", err)
-		}
-		if mf.Fingerprint != m.info.Fingerprint {
-			return 0, fmt.Errorf("%w: checkpoint %s was written by other training settings", ErrShardMismatch, g.p.Checkpoint)
+			return 0, err
 		}
 		ck, err := transformer.ReadCheckpoint(w, sp.cfg, k)
 		if err != nil {
 			return 0, fmt.Errorf("trainer: resume from %s: %w", g.p.Checkpoint, err)
 		}
-		full, optState, step = ck.Model, ck.Optimizer, mf.Step
+		full, optState, step = ck.Model, ck.Optimizer, ckStep
 		if optState == nil {
 			optState = &transformer.AdamWState{Step: ck.Step}
-		}
-		m.best, m.badEvals = mf.BestValLoss, mf.BadEvals
-		if m.best == 0 {
-			m.best = math.Inf(1)
 		}
 	} else {
 		full = transformer.New(sp.cfg, k, sp.Seed)

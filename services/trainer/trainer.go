@@ -15,7 +15,6 @@ import (
 
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/bus"
-	"github.com/llmesh/llmesh/bus/tensor"
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/internal/jobspec"
 )
@@ -249,13 +248,13 @@ func (s *Service) prepare(ctx context.Context, sp *Spec) (tokRef string, train, 
 		tokRef = tr.Ref
 	}
 	for _, ref := range sp.TrainRefs {
-		ids, err := s.tokens(ctx, ref, sp.cfg.VocabSize)
+		ids, err := s.bus.GetTokens(ctx, ref, sp.cfg.VocabSize)
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("trainer: train shard: %w", err)
 		}
 		train = append(train, ids...)
 	}
-	if val, err = s.tokens(ctx, sp.ValRef, sp.cfg.VocabSize); err != nil {
+	if val, err = s.bus.GetTokens(ctx, sp.ValRef, sp.cfg.VocabSize); err != nil {
 		return "", nil, nil, fmt.Errorf("trainer: validation shard: %w", err)
 	}
 	for name, n := range map[string]int{"train": len(train), "validation": len(val)} {
@@ -264,47 +263,6 @@ func (s *Service) prepare(ctx context.Context, sp *Spec) (tokRef string, train, 
 		}
 	}
 	return tokRef, train, val, nil
-}
-
-// tokens reads a token shard and checks every id against the vocabulary.
-func (s *Service) tokens(ctx context.Context, ref string, vocab int) ([]int32, error) {
-	set, err := s.bus.GetTensors(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	t, ok := set.Get("tokens")
-	if !ok {
-		return nil, fmt.Errorf("shard %s has no \"tokens\" tensor", ref)
-	}
-	var ids []int32
-	switch t.DType {
-	case tensor.Uint16:
-		u, err := tensor.Uint16s(t)
-		if err != nil {
-			return nil, err
-		}
-		ids = make([]int32, len(u))
-		for i, v := range u {
-			ids[i] = int32(v)
-		}
-	case tensor.Uint32:
-		u, err := tensor.Uint32s(t)
-		if err != nil {
-			return nil, err
-		}
-		ids = make([]int32, len(u))
-		for i, v := range u {
-			ids[i] = int32(v)
-		}
-	default:
-		return nil, fmt.Errorf("shard %s: tokens have dtype %v, want uint16 or uint32", ref, t.DType)
-	}
-	for i, id := range ids {
-		if id < 0 || int(id) >= vocab {
-			return nil, fmt.Errorf("shard %s: token %d at %d is outside the model vocabulary %d", ref, id, i, vocab)
-		}
-	}
-	return ids, nil
 }
 
 // load (re)creates the model in the backend: from the last checkpoint when

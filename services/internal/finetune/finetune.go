@@ -11,7 +11,6 @@ import (
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/accel/transformer"
 	"github.com/llmesh/llmesh/bus"
-	"github.com/llmesh/llmesh/bus/tensor"
 )
 
 // Source is a model a job starts from: its weights, config and where it
@@ -120,51 +119,6 @@ func IsQuantized(weights []byte) (bool, string, error) {
 	return false, "", nil
 }
 
-// Tokens reads a token shard (uint16 or uint32 "tokens") and checks every
-// id against the vocabulary.
-func Tokens(ctx context.Context, b *bus.Bus, ref string, vocab int) ([]int32, error) {
-	set, err := b.GetTensors(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	t, ok := set.Get("tokens")
-	if !ok {
-		return nil, fmt.Errorf("shard %s has no \"tokens\" tensor", ref)
-	}
-	var ids []int32
-	switch t.DType {
-	case tensor.Uint16:
-		u, err := tensor.Uint16s(t)
-		if err != nil {
-			return nil, err
-		}
-		ids = make([]int32, len(u))
-		for i, v := range u {
-			ids[i] = int32(v)
-		}
-	case tensor.Uint32:
-		u, err := tensor.Uint32s(t)
-		if err != nil {
-			return nil, err
-		}
-		ids = make([]int32, len(u))
-		for i, v := range u {
-			if v > math.MaxInt32 {
-				return nil, fmt.Errorf("shard %s: token %d at %d is outside the model vocabulary %d", ref, v, i, vocab)
-			}
-			ids[i] = int32(v)
-		}
-	default:
-		return nil, fmt.Errorf("shard %s: tokens have dtype %v, want uint16 or uint32", ref, t.DType)
-	}
-	for i, id := range ids {
-		if int(id) >= vocab {
-			return nil, fmt.Errorf("shard %s: token %d at %d is outside the model vocabulary %d", ref, id, i, vocab)
-		}
-	}
-	return ids, nil
-}
-
 // Data is a job's token streams and batch shape.
 type Data struct {
 	Train, Val    []int32
@@ -177,14 +131,14 @@ type Data struct {
 func Load(ctx context.Context, b *bus.Bus, trainRefs []string, valRef string, vocab, batch, seqLen int, seed uint64) (*Data, error) {
 	d := &Data{Batch: batch, SeqLen: seqLen, Seed: seed}
 	for _, ref := range trainRefs {
-		ids, err := Tokens(ctx, b, ref, vocab)
+		ids, err := b.GetTokens(ctx, ref, vocab)
 		if err != nil {
 			return nil, fmt.Errorf("train shard: %w", err)
 		}
 		d.Train = append(d.Train, ids...)
 	}
 	var err error
-	if d.Val, err = Tokens(ctx, b, valRef, vocab); err != nil {
+	if d.Val, err = b.GetTokens(ctx, valRef, vocab); err != nil {
 		return nil, fmt.Errorf("validation shard: %w", err)
 	}
 	if len(d.Val) < seqLen+1 {
