@@ -22,6 +22,15 @@ const ipcOverhead = 1024
 // Tensor names must be unique and non-empty. The tensors' Data is read, not
 // retained: it is copied once, into the returned payload.
 func Encode(tensors []Tensor, meta map[string]string, opts ...Option) ([]byte, error) {
+	return AppendEncode(nil, tensors, meta, opts...)
+}
+
+// AppendEncode is Encode appending the stream to dst and returning the
+// extended slice. A sender that publishes many payloads and no longer
+// needs the previous one (NATS copies what it publishes) passes it back
+// as dst[:0]: the payload's memory is then reused, not allocated and
+// cleared again each time.
+func AppendEncode(dst []byte, tensors []Tensor, meta map[string]string, opts ...Option) ([]byte, error) {
 	cfg := newConfig(opts)
 	fields := make([]arrow.Field, len(tensors))
 	cols := make([]arrow.Array, len(tensors))
@@ -36,15 +45,15 @@ func Encode(tensors []Tensor, meta map[string]string, opts ...Option) ([]byte, e
 	size := ipcOverhead
 	for i, t := range tensors {
 		if err := t.Validate(); err != nil {
-			return nil, err
+			return dst, err
 		}
 		if seen[t.Name] {
-			return nil, fmt.Errorf("%w: tensor %q appears twice", ErrMalformed, t.Name)
+			return dst, fmt.Errorf("%w: tensor %q appears twice", ErrMalformed, t.Name)
 		}
 		seen[t.Name] = true
 		typ, err := NewFixedShapeTensorType(t.DType.arrowType(), t.Shape, t.DimNames, nil)
 		if err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+			return dst, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		var md arrow.Metadata
 		if t.DType == BFloat16 {
@@ -68,14 +77,14 @@ func Encode(tensors []Tensor, meta map[string]string, opts ...Option) ([]byte, e
 	rec := array.NewRecordBatch(schema, cols, 1)
 	defer rec.Release()
 
-	out := bytes.NewBuffer(make([]byte, 0, size))
+	out := bytes.NewBuffer(slices.Grow(dst, size))
 	w := ipc.NewWriter(out, ipc.WithSchema(schema), ipc.WithAllocator(cfg.mem))
 	if err := w.Write(rec); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("encode tensors: %w", err)
+		return dst, fmt.Errorf("encode tensors: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("encode tensors: %w", err)
+		return dst, fmt.Errorf("encode tensors: %w", err)
 	}
 	return out.Bytes(), nil
 }

@@ -94,6 +94,9 @@ type Ring struct {
 	chunk int // elements per piece
 	sub   *nats.Subscription
 
+	// out is the payload buffer send reuses: Publish copies what it sends.
+	out []byte
+
 	mu      sync.Mutex
 	pending map[key]arrival
 	seen    map[key]bool
@@ -274,20 +277,23 @@ func (r *Ring) piece(lo, hi, p int) (int, int) {
 	return a, min(a+r.chunk, hi)
 }
 
-// encode is one message: the values as a float32 tensor, its key as metadata.
-func encode(seq uint64, rank int, phase uint8, step, piece int, vals []float32) ([]byte, error) {
+// appendMessage appends one message to dst: the values as a float32
+// tensor, its key as metadata.
+func appendMessage(dst []byte, seq uint64, rank int, phase uint8, step, piece int, vals []float32) ([]byte, error) {
 	meta := map[string]string{
 		"seq": strconv.FormatUint(seq, 10), "rank": strconv.Itoa(rank),
 		"phase": strconv.Itoa(int(phase)), "step": strconv.Itoa(step), "piece": strconv.Itoa(piece),
 	}
-	return tensor.Encode([]tensor.Tensor{tensor.FromFloat32("g", []int{len(vals)}, vals)}, meta)
+	return tensor.AppendEncode(dst, []tensor.Tensor{tensor.FromFloat32("g", []int{len(vals)}, vals)}, meta)
 }
 
+// send is called by AllReduce only, one call at a time: r.out is its own.
 func (r *Ring) send(seq uint64, phase uint8, step, piece int, vals []float32, st *Stats) error {
-	payload, err := encode(seq, r.cfg.Rank, phase, step, piece, vals)
+	payload, err := appendMessage(r.out[:0], seq, r.cfg.Rank, phase, step, piece, vals)
 	if err != nil {
 		return fmt.Errorf("collective: encode: %w", err)
 	}
+	r.out = payload
 	if err := r.cfg.Conn.Publish(r.next, payload); err != nil {
 		return fmt.Errorf("collective: publish to %s: %w", r.next, err)
 	}
@@ -337,6 +343,7 @@ func (r *Ring) wait(ctx context.Context, k key, n int) ([]float32, error) {
 // AllReduce replaces data, on every rank, by the element-wise sum of all
 // ranks' data. seq must increase from call to call and be the same on every
 // rank for the same call; all ranks must pass vectors of the same length.
+// Calls on one Ring must not overlap.
 func (r *Ring) AllReduce(ctx context.Context, seq uint64, data []float32) (st Stats, err error) {
 	start := time.Now()
 	if r.cfg.World == 1 {

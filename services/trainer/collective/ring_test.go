@@ -229,7 +229,7 @@ func TestAllReduceBadInput(t *testing.T) {
 // FuzzReceive feeds outside bytes to the ring's decoder: never a panic,
 // and a message that is kept has a key and values.
 func FuzzReceive(f *testing.F) {
-	valid, err := encode(3, 0, 1, 2, 5, []float32{1, 2, 3})
+	valid, err := appendMessage(nil, 3, 0, 1, 2, 5, []float32{1, 2, 3})
 	if err != nil {
 		f.Fatal(err)
 	}
