@@ -76,3 +76,58 @@ func TestRowsBadInput(t *testing.T) {
 		}()
 	}
 }
+
+// TestCols checks DotCols against float64 on odd row and column counts
+// (the assembly takes whole blocks of 16 columns, Go the rest) and
+// strides, at every level. Tolerance: 1e-6·Σ|terms| + 1e-6 per result.
+func TestCols(t *testing.T) {
+	for name, kn := range levels(t) {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 11))
+			for _, rows := range []int{0, 1, 2, 3, 4, 5, 7, 16, 17, 63, 64, 65} {
+				for _, n := range []int{1, 5, 15, 16, 17, 31, 32, 33, 48, 80} {
+					lda := n + []int{0, 0, 3, 16}[r.IntN(4)]
+					x := randF32(r, rows)
+					a := randF32(r, max(0, (rows-1)*lda+n)+r.IntN(3))
+					add := r.IntN(2) == 0
+					out := randF32(r, n)
+					out0 := append([]float32(nil), out...)
+					kn.DotCols(x, a, lda, out, add)
+					for j := range n {
+						var want, mag float64
+						if add {
+							want, mag = float64(out0[j]), math.Abs(float64(out0[j]))
+						}
+						for c := range rows {
+							p := float64(x[c]) * float64(a[c*lda+j])
+							want += p
+							mag += math.Abs(p)
+						}
+						if math.Abs(float64(out[j])-want) > 1e-6*mag+1e-6 {
+							t.Fatalf("DotCols rows=%d n=%d lda=%d add=%v: out[%d] = %g, want %g", rows, n, lda, add, j, out[j], want)
+						}
+					}
+					kn.Prefetch(a) // a hint: must not change or fault on anything
+				}
+			}
+		})
+	}
+}
+
+// Too short a matrix for DotCols panics with the sizes.
+func TestColsBadInput(t *testing.T) {
+	k := Must()
+	for name, f := range map[string]func(){
+		"short": func() { k.DotCols(make([]float32, 2), make([]float32, 35), 20, make([]float32, 16), false) },
+		"lda":   func() { k.DotCols(make([]float32, 2), make([]float32, 36), 15, make([]float32, 16), false) },
+	} {
+		func() {
+			defer func() {
+				if msg, _ := recover().(string); !strings.Contains(msg, "DotCols of 2 rows of 16 elements, ") || !strings.Contains(msg, "apart, from 3") {
+					t.Errorf("%s: panic %q, want the sizes", name, msg)
+				}
+			}()
+			f()
+		}()
+	}
+}
