@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/llmesh/llmesh/accel"
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/bus/tensor"
@@ -90,7 +92,7 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		results = append(results, ar)
+		results = append(results, ar...)
 		if *noTrain {
 			return writeBench(stdout, "train", *asJSON, results)
 		}
@@ -216,19 +218,25 @@ func benchTokens(ctx context.Context, b *bus.Bus, vocab, n int) (string, error) 
 
 // allreduceBandwidth times a 2-rank ring allreduce of size bytes over NATS
 // (each rank sends size bytes: half in reduce-scatter, half in
-// all-gather) and, as the partner, two goroutines exchanging size bytes
-// each way over one loopback TCP connection. Both are MB/s sent per rank.
-func allreduceBandwidth(ctx context.Context, connect func(string) (*bus.Bus, error), size int) (tokbench.Result, error) {
+// all-gather) and, as partners, two goroutines exchanging size bytes each
+// way over one loopback TCP connection, and two NATS connections
+// exchanging size bytes each way as raw messages of the ring's piece size
+// (no ring, no Arrow: the bus's own floor). All are MB/s sent per rank.
+// It returns the allreduce against TCP (the target), the NATS floor
+// against TCP, and the allreduce against the NATS floor.
+func allreduceBandwidth(ctx context.Context, connect func(string) (*bus.Bus, error), size int) ([]tokbench.Result, error) {
 	n := size / 4
 	rings := make([]*collective.Ring, 2)
+	conns := make([]*bus.Bus, 2)
 	for r := range 2 {
 		b, err := connect(fmt.Sprintf("allreduce-%d", r))
 		if err != nil {
-			return tokbench.Result{}, err
+			return nil, err
 		}
 		defer b.Close()
+		conns[r] = b
 		if rings[r], err = collective.New(collective.Config{Conn: b.Conn(), Prefix: "bench.allreduce", Rank: r, World: 2, Timeout: time.Minute}); err != nil {
-			return tokbench.Result{}, err
+			return nil, err
 		}
 		defer rings[r].Close()
 	}
@@ -246,22 +254,100 @@ func allreduceBandwidth(ctx context.Context, connect func(string) (*bus.Bus, err
 		wg.Wait()
 		el := time.Since(start)
 		if err := errors.Join(errs...); err != nil {
-			return tokbench.Result{}, err
+			return nil, err
 		}
 		if seq > 0 && el < best {
 			best, sent = el, stats[0].Bytes
 		}
 	}
 	ours := float64(sent) / best.Seconds() / 1e6
-	tcp, err := loopbackTCP(size)
-	res := tokbench.Result{Name: fmt.Sprintf("allreduce/ranks=2/size=%dMiB", size>>20), Unit: "MB/s per rank", Value: ours,
+	ar := tokbench.Result{Name: fmt.Sprintf("allreduce/ranks=2/size=%dMiB", size>>20), Unit: "MB/s per rank", Value: ours,
 		Note: fmt.Sprintf("ring over NATS (client-server-client), Arrow pieces of %d KiB; %.1f ms per allreduce", collective.DefaultChunkBytes>>10, float64(best.Microseconds())/1000)}
-	if err != nil {
-		res.Missing("loopback TCP", err.Error())
-		return res, nil
+	floor := tokbench.Result{Name: fmt.Sprintf("nats-exchange/size=%dMiB", size>>20), Unit: "MB/s per direction",
+		Note: fmt.Sprintf("two connections publishing %d KiB messages to each other at once, no ring, no Arrow: what any allreduce over this bus can reach", collective.DefaultChunkBytes>>10)}
+	vsFloor := tokbench.Result{Name: fmt.Sprintf("allreduce/ranks=2/size=%dMiB/vs-bus", size>>20), Unit: "MB/s per rank", Value: ours,
+		Note: "the ring's share of the bus's own exchange rate"}
+	nats, nerr := natsExchange(ctx, conns, size, collective.DefaultChunkBytes)
+	if nerr != nil {
+		floor.Missing("raw loopback TCP", nerr.Error())
+		vsFloor.Missing("nats exchange", nerr.Error())
+	} else {
+		floor.Value = nats
+		vsFloor.Compare("raw NATS exchange, both directions at once", nats, true)
 	}
-	res.Compare("raw loopback TCP, both directions at once", tcp, true)
-	return res, nil
+	tcp, err := loopbackTCP(size)
+	if err != nil {
+		ar.Missing("loopback TCP", err.Error())
+		if nerr == nil {
+			floor.Missing("loopback TCP", err.Error())
+		}
+	} else {
+		ar.Compare("raw loopback TCP, both directions at once", tcp, true)
+		if nerr == nil {
+			floor.Compare("raw loopback TCP, both directions at once", tcp, true)
+		}
+	}
+	return []tokbench.Result{ar, floor, vsFloor}, nil
+}
+
+// natsExchange is the best of 3 exchanges of size bytes each way between
+// two connections, as messages of piece bytes, in MB/s per direction.
+func natsExchange(ctx context.Context, conns []*bus.Bus, size, piece int) (float64, error) {
+	const prefix = "bench.exchange."
+	got := make([]chan int, 2)
+	for r, b := range conns {
+		got[r] = make(chan int, 1024)
+		sub, err := b.Conn().Subscribe(prefix+strconv.Itoa(r), func(m *nats.Msg) { got[r] <- len(m.Data) })
+		if err != nil {
+			return 0, err
+		}
+		defer sub.Unsubscribe()
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			return 0, err
+		}
+		if err := b.Conn().Flush(); err != nil {
+			return 0, err
+		}
+	}
+	payload := make([]byte, piece)
+	best := time.Duration(1 << 62)
+	for range 3 {
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for r, b := range conns {
+			wg.Go(func() {
+				to := prefix + strconv.Itoa(1-r)
+				for left := size; left > 0; left -= piece {
+					if errs[r] = b.Conn().Publish(to, payload[:min(piece, left)]); errs[r] != nil {
+						return
+					}
+				}
+			})
+			wg.Go(func() {
+				timeout := time.NewTimer(time.Minute)
+				defer timeout.Stop()
+				for recv := 0; recv < size; {
+					select {
+					case k := <-got[r]:
+						recv += k
+					case <-timeout.C:
+						errs[2+r] = fmt.Errorf("nats exchange: connection %d received %d of %d bytes in a minute", r, recv, size)
+						return
+					case <-ctx.Done():
+						errs[2+r] = ctx.Err()
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return 0, err
+		}
+		best = min(best, time.Since(start))
+	}
+	return float64(size) / best.Seconds() / 1e6, nil
 }
 
 // loopbackTCP is the best of 3 exchanges of size bytes each way over one
