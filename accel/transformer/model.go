@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 
 	"github.com/llmesh/llmesh/accel/simd"
 )
@@ -46,6 +47,9 @@ type Model struct {
 
 	// Training options.
 	labelSmoothing float32
+	// gradReady, when set, hears each range of Grads the backward pass
+	// has finished (SetGradientsReady).
+	gradReady func(lo, hi int)
 
 	// Quantization (quant_model.go): an INT8 model's matrices, QAT's
 	// fake-quantized weights, activation statistics in progress.
@@ -458,6 +462,43 @@ func (m *Model) exitHead(e, l int, targets []int32) float64 {
 	return loss
 }
 
+// SetGradientsReady makes every later training pass (ForwardBackward,
+// DistillForwardBackward) call f with each range [lo, hi) of Grads that it
+// has finished, as soon as it is finished: the final norm (and early-exit
+// norms as their heads run), then layer by layer from the last to the
+// first, then the embeddings. Each entry is in exactly one range per pass;
+// no worker writes a range once f has it, so f may read it (Grads()[lo:hi]:
+// what this pass added to what was there). f runs on the goroutine of the
+// pass, which waits for it. nil stops the calls.
+func (m *Model) SetGradientsReady(f func(lo, hi int)) { m.gradReady = f }
+
+// paramSpan is the range of the flat vector that the tensors named with
+// prefix cover: [offset of the first, end of the last]. Layout keeps each
+// layer's, each norm's and the embeddings' tensors together.
+func (m *Model) paramSpan(prefix string) (lo, hi int) {
+	lo = -1
+	for _, p := range m.ps {
+		if !strings.HasPrefix(p.Name, prefix) {
+			continue
+		}
+		if lo < 0 {
+			lo = p.Offset
+		}
+		hi = p.Offset + numel(p.Shape)
+	}
+	return max(lo, 0), hi
+}
+
+// ready reports the span of prefix to gradReady, if set.
+func (m *Model) ready(prefix string) {
+	if m.gradReady == nil {
+		return
+	}
+	if lo, hi := m.paramSpan(prefix); lo < hi {
+		m.gradReady(lo, hi)
+	}
+}
+
 // backward propagates from dlogits (left by headLoss) to Grads, running
 // the exit heads on the way; it returns their share of the loss.
 func (m *Model) backward(inputs, targets []int32) float64 {
@@ -471,12 +512,14 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 	dres := a.dres[:N*D]
 	clear(dres)
 	m.normBack(dres, m.g.lnfW, m.g.lnfB, dx, a.resid[c.NLayer], a.lnfMean, a.lnfRst, m.p.lnfW)
+	m.ready("ln_f.")
 	var exitLoss float64
 	e := len(c.ExitLayers) - 1
 	for l := c.NLayer - 1; l >= 0; l-- {
 		// dres is d/d resid[l+1]: add the exit head reading it, if any.
 		if e >= 0 && c.ExitLayers[e] == l+1 {
 			exitLoss += m.exitHead(e, l+1, targets)
+			m.ready(fmt.Sprintf("exit.%d.", l+1))
 			e--
 		}
 		lp, lg := &m.p.layers[l], &m.g.layers[l]
@@ -500,6 +543,9 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 		}
 		m.linearBackward(dx, 0, lg.attnW, lg.attnB, a.dqkv[:N*3*D], a.ln1[l], lp.attnW, N, D, 3*D)
 		m.normBack(dres, lg.ln1W, lg.ln1B, dx, a.resid[l], a.ln1Mean[l], a.ln1Rstd[l], lp.ln1W)
+		if m.gradReady != nil {
+			m.ready(fmt.Sprintf("h.%d.", l))
+		}
 	}
 	for i, tok := range inputs {
 		row := dres[i*D : (i+1)*D]
@@ -513,6 +559,9 @@ func (m *Model) backward(inputs, targets []int32) float64 {
 				g[j] += v
 			}
 		}
+	}
+	if m.gradReady != nil {
+		m.gradReady(0, len(m.g.wte)+len(m.g.wpe)) // wte, then wpe unless RoPE
 	}
 	return exitLoss
 }
