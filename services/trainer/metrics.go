@@ -2,95 +2,103 @@ package trainer
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/llmesh/llmesh/bus"
 	"github.com/llmesh/llmesh/services/trainer/tbevents"
 )
 
 // metricHelp names the per-step metrics a shard reports, with their help
-// text in the Prometheus exposition.
+// text in the Prometheus exposition: each is a gauge
+// llmesh_trainer_<name> holding the last value reported.
 var metricHelp = map[string]string{
-	"loss":           "training loss of the last step",
-	"lr":             "learning rate of the last step",
-	"grad_norm":      "global gradient norm of the last step, before clipping",
-	"tokens_per_sec": "training tokens per second over the last logging window, all shards",
-	"allreduce_ms":   "milliseconds of the last gradient allreduce",
-	"val_loss":       "last validation loss",
-	"step":           "last completed step",
-	"shards":         "shards in the current ring",
+	"loss":              "training loss of the last step",
+	"lr":                "learning rate of the last step",
+	"grad_norm":         "global gradient norm of the last step, before clipping",
+	"tokens_per_sec":    "training tokens per second over the last logging window, all shards",
+	"allreduce_ms":      "milliseconds of the last gradient allreduce",
+	"allreduce_wait_ms": "milliseconds of the last step's allreduces that the computation waited for (tensor-parallel jobs)",
+	"val_loss":          "last validation loss",
+	"step":              "last completed step",
+	"shards":            "shards in the current ring",
 }
 
-// gauges holds the last value of every metric of every job this process
-// trains, for the Prometheus exposition.
+// allReduceBuckets are the bounds, in seconds, of the allreduce histogram:
+// 1 ms to about 33 s, doubling.
+var allReduceBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
+
+// gauges holds the Prometheus metrics of every job this process trains
+// (as rank 0 of its ring, for sharded jobs), in a registry of the
+// Service's own — not the process-wide default one, since one process may
+// run several services (and tests run many). Its zero value is ready to
+// use; the metrics are made on first use.
 type gauges struct {
-	mu   sync.Mutex
-	jobs map[string]map[string]float64
+	once      sync.Once
+	reg       *prometheus.Registry
+	last      map[string]*prometheus.GaugeVec // by metricHelp name
+	steps     *prometheus.CounterVec
+	tokens    *prometheus.CounterVec
+	restarts  *prometheus.CounterVec
+	allreduce *prometheus.HistogramVec
 }
 
-func (g *gauges) set(job, name string, v float64) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.jobs == nil {
-		g.jobs = map[string]map[string]float64{}
-	}
-	if g.jobs[job] == nil {
-		g.jobs[job] = map[string]float64{}
-	}
-	g.jobs[job][name] = v
-}
-
-// MetricsHandler serves the trainer's metrics in the Prometheus text
-// exposition format: one gauge family per metric
-// (llmesh_trainer_<name>), one series per job, from the shards this
-// process runs as rank 0.
-func (s *Service) MetricsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		s.gauges.write(w)
+func (g *gauges) init() {
+	g.once.Do(func() {
+		g.reg = prometheus.NewRegistry()
+		g.last = make(map[string]*prometheus.GaugeVec, len(metricHelp))
+		for name, help := range metricHelp {
+			g.last[name] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llmesh_trainer_" + name, Help: help}, []string{"job"})
+			g.reg.MustRegister(g.last[name])
+		}
+		g.steps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_steps_total",
+			Help: "training steps completed; steps trained again after a restart count again"}, []string{"job"})
+		g.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_tokens_total",
+			Help: "training tokens consumed by completed steps, all shards; tokens trained again after a restart count again"}, []string{"job"})
+		g.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_restarts_total",
+			Help: "restarts from a checkpoint: after a plugin died, or after a ring of shards failed"}, []string{"job"})
+		g.allreduce = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmesh_trainer_allreduce_seconds",
+			Help: "seconds of the gradient allreduce of each step", Buckets: allReduceBuckets}, []string{"job"})
+		g.reg.MustRegister(g.steps, g.tokens, g.restarts, g.allreduce)
 	})
 }
 
-func (g *gauges) write(w io.Writer) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	names := make([]string, 0, len(metricHelp))
-	for n := range metricHelp {
-		names = append(names, n)
+// set sets job's gauge for the metric name; names not in metricHelp have
+// no gauge and are ignored.
+func (g *gauges) set(job, name string, v float64) {
+	g.init()
+	if gv, ok := g.last[name]; ok {
+		gv.WithLabelValues(job).Set(v)
 	}
-	slices.Sort(names)
-	jobs := make([]string, 0, len(g.jobs))
-	for j := range g.jobs {
-		jobs = append(jobs, j)
-	}
-	slices.Sort(jobs)
-	for _, n := range names {
-		fam := "llmesh_trainer_" + n
-		header := false
-		for _, j := range jobs {
-			v, ok := g.jobs[j][n]
-			if !ok {
-				continue
-			}
-			if !header {
-				fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", fam, metricHelp[n], fam)
-				header = true
-			}
-			// Job ids are [A-Za-z0-9_-]: nothing to escape.
-			fmt.Fprintf(w, "%s{job=%q} %g\n", fam, j, v)
-		}
-	}
+}
+
+// restart counts one restart of job from a checkpoint.
+func (g *gauges) restart(job string) {
+	g.init()
+	g.restarts.WithLabelValues(job).Inc()
+}
+
+// MetricsHandler serves the trainer's metrics in the Prometheus exposition
+// formats, labelled by job, for the jobs this process trains (as rank 0 of
+// the ring, for sharded jobs): a gauge per metric of metricHelp
+// (llmesh_trainer_<name>, its last value), the counters
+// llmesh_trainer_steps_total, llmesh_trainer_tokens_total and
+// llmesh_trainer_restarts_total, and the histogram
+// llmesh_trainer_allreduce_seconds.
+func (s *Service) MetricsHandler() http.Handler {
+	s.gauges.init()
+	return promhttp.HandlerFor(s.gauges.reg, promhttp.HandlerOpts{})
 }
 
 // reporter sends one shard's metrics to the job's events, its
 // TensorBoard event file (when the service has a TensorBoard directory)
-// and the Prometheus gauges.
+// and the Prometheus metrics.
 type reporter struct {
 	em  *bus.Emitter
 	tb  *tbevents.Writer
@@ -99,6 +107,7 @@ type reporter struct {
 }
 
 func (s *Service) newReporter(job string, em *bus.Emitter) (*reporter, error) {
+	s.gauges.init()
 	r := &reporter{em: em, g: &s.gauges, job: job}
 	if s.tbDir != "" {
 		tb, err := tbevents.Create(filepath.Join(s.tbDir, job))
@@ -121,6 +130,21 @@ func (r *reporter) metric(name string, v float64, step int) {
 		_ = r.tb.Scalar(tag, int64(step), v, time.Now())
 	}
 }
+
+// stepDone counts one completed training step of tokens tokens (of all
+// shards).
+func (r *reporter) stepDone(tokens int64) {
+	r.g.steps.WithLabelValues(r.job).Inc()
+	r.g.tokens.WithLabelValues(r.job).Add(float64(tokens))
+}
+
+// allReduced records the allreduce time of one step.
+func (r *reporter) allReduced(d time.Duration) {
+	r.g.allreduce.WithLabelValues(r.job).Observe(d.Seconds())
+}
+
+// restarted counts one restart of the job from a checkpoint.
+func (r *reporter) restarted() { r.g.restart(r.job) }
 
 // flush writes buffered TensorBoard events (after each logging window).
 func (r *reporter) flush() {

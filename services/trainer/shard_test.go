@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 	"github.com/llmesh/llmesh/services/trainer/tbevents"
@@ -142,12 +143,18 @@ func TestDataParallelMatchesOneShard(t *testing.T) {
 			t.Errorf("no %s scalars in the event file (tags %v)", tag, tags)
 		}
 	}
-	rec := httptest.NewRecorder()
-	e.s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, want := range []string{"# TYPE llmesh_trainer_loss gauge", fmt.Sprintf("llmesh_trainer_shards{job=%q} 2", two), fmt.Sprintf("llmesh_trainer_step{job=%q} 24", two)} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("metrics exposition lacks %q:\n%s", want, rec.Body)
-		}
+	fams := scrape(t, e.s)
+	if typ := fams["llmesh_trainer_loss"].GetType(); typ != dto.MetricType_GAUGE {
+		t.Errorf("llmesh_trainer_loss is a %v, want a gauge", typ)
+	}
+	if got := sample(t, fams, "llmesh_trainer_shards", two); got != 2 {
+		t.Errorf("shards{job=%q} = %v, want 2", two, got)
+	}
+	if got := sample(t, fams, "llmesh_trainer_step", two); got != 24 {
+		t.Errorf("step{job=%q} = %v, want 24", two, got)
+	}
+	if got := sample(t, fams, "llmesh_trainer_loss", two); float32(got) != float32(c2[24]) {
+		t.Errorf("loss{job=%q} = %v, want the step-24 loss %v", two, got, c2[24])
 	}
 }
 

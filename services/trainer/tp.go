@@ -283,6 +283,10 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 		m.res.FinalTrainLoss = loss
 		m.res.Tokens += tokensPerStep
 		windowTokens += int(tokensPerStep)
+		if g.rank == 0 {
+			g.rep.stepDone(tokensPerStep)
+			g.rep.allReduced(stepAR)
+		}
 		if g.rank == 0 && (step%sp.LogEvery == 0 || step == sp.Steps) {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
 			windowStart, windowTokens = time.Now(), 0

@@ -54,6 +54,18 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 	if want := int64(24 * (2*4*2 + 1)); r2.AllReduces != want || r2.AllReduceSeconds <= 0 || r2.AllReduceWaitSeconds <= 0 {
 		t.Errorf("%d allreduces in %.3f s (%.3f s waited), want %d", r2.AllReduces, r2.AllReduceSeconds, r2.AllReduceWaitSeconds, want)
 	}
+	// Rank 0 counts every step and times each step's allreduces.
+	fams := scrape(t, e.s)
+	if got := sample(t, fams, "llmesh_trainer_steps_total", two); got != 24 {
+		t.Errorf("llmesh_trainer_steps_total = %v, want 24", got)
+	}
+	if got := sample(t, fams, "llmesh_trainer_tokens_total", two); got != float64(r2.Tokens) {
+		t.Errorf("llmesh_trainer_tokens_total = %v, want the result's %d", got, r2.Tokens)
+	}
+	h := series(fams, "llmesh_trainer_allreduce_seconds", two).GetHistogram()
+	if h.GetSampleCount() != 24 || math.Abs(h.GetSampleSum()-r2.AllReduceSeconds) > 1e-6 {
+		t.Errorf("llmesh_trainer_allreduce_seconds: %d samples of %v s in all, want 24 of %v s", h.GetSampleCount(), h.GetSampleSum(), r2.AllReduceSeconds)
+	}
 	c1, c2 := e.curve(t, one), e.curve(t, two)
 	if len(c1) != 24 || len(c2) != 24 {
 		t.Fatalf("loss logged at %d and %d steps, want 24 each", len(c1), len(c2))

@@ -376,6 +376,7 @@ func (r *run) recover(ctx context.Context, err error, restarts *int) (int, error
 	if *restarts > r.spec.MaxRestarts {
 		return 0, fmt.Errorf("trainer: backend %s died %d times, more than max_restarts %d: %w", r.spec.Backend, *restarts, r.spec.MaxRestarts, err)
 	}
+	r.rep.restarted()
 	r.job.Log(fmt.Sprintf("backend %s died (%v); restarting from checkpoint at step %d", r.spec.Backend, err, r.ckpt.step))
 	r.s.log.Warn("plugin died, resuming", "job", r.job.ID, "step", r.ckpt.step, "err", err)
 	var lerr error
@@ -454,6 +455,7 @@ func (r *run) run(ctx context.Context) ([]byte, error) {
 		step++
 		trainLoss = ts.Loss
 		res.Tokens += tokensPerStep
+		r.rep.stepDone(tokensPerStep)
 		windowTokens += int(tokensPerStep)
 		if step%sp.LogEvery == 0 || step == sp.Steps {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()

@@ -205,12 +205,14 @@ func TestTrain(t *testing.T) {
 	}
 
 	metrics := map[string][]int64{} // name -> steps reported
+	lastValue := map[string]float64{}
 	var checkpoints []string
 	var lastCkptRef string
 	for _, ev := range e.events(t, id) {
 		switch b := ev.Body.(type) {
 		case *busv1.Event_Metric:
 			metrics[b.Metric.Name] = append(metrics[b.Metric.Name], b.Metric.Step)
+			lastValue[b.Metric.Name] = b.Metric.Value
 			if b.Metric.Name == "lr" && (b.Metric.Value <= 0 || b.Metric.Value > 0.01+1e-9) {
 				t.Errorf("lr %v at step %d outside (0, 0.01]", b.Metric.Value, b.Metric.Step)
 			}
@@ -231,6 +233,26 @@ func TestTrain(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantMetrics, metrics); diff != "" {
 		t.Errorf("metric steps (-want +got):\n%s", diff)
+	}
+	// The Prometheus exposition has the last value of each metric and the
+	// job's totals.
+	fams := scrape(t, e.s)
+	for name, v := range lastValue {
+		if got := sample(t, fams, "llmesh_trainer_"+name, id); got != v {
+			t.Errorf("llmesh_trainer_%s = %v, want the last %s event's %v", name, got, name, v)
+		}
+	}
+	if got := sample(t, fams, "llmesh_trainer_val_loss", id); got != res.FinalLoss {
+		t.Errorf("llmesh_trainer_val_loss = %v, want the final validation loss %v", got, res.FinalLoss)
+	}
+	if got := sample(t, fams, "llmesh_trainer_steps_total", id); got != 30 {
+		t.Errorf("llmesh_trainer_steps_total = %v, want 30", got)
+	}
+	if got := sample(t, fams, "llmesh_trainer_tokens_total", id); got != float64(res.Tokens) {
+		t.Errorf("llmesh_trainer_tokens_total = %v, want the result's %d", got, res.Tokens)
+	}
+	if m := series(fams, "llmesh_trainer_restarts_total", id); m != nil {
+		t.Errorf("llmesh_trainer_restarts_total = %v without a restart", m.GetCounter().GetValue())
 	}
 	wantCkpts := []string{"tiny/step-000000", "tiny/step-000010", "tiny/step-000020", "tiny/step-000030"}
 	if diff := cmp.Diff(wantCkpts, checkpoints); diff != "" {
@@ -397,6 +419,9 @@ func TestTrainPluginKilled(t *testing.T) {
 	}
 	if res.Restarts < 1 {
 		t.Errorf("plugin_restarts = %d, want at least 1", res.Restarts)
+	}
+	if got := sample(t, scrape(t, e.s), "llmesh_trainer_restarts_total", id); got != float64(res.Restarts) {
+		t.Errorf("llmesh_trainer_restarts_total = %v, want the result's %d", got, res.Restarts)
 	}
 	if !(res.FinalLoss < res.InitialLoss) {
 		t.Errorf("validation loss %.4f -> %.4f after a restart", res.InitialLoss, res.FinalLoss)
