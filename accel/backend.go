@@ -11,8 +11,10 @@ import (
 // Version 2 added the compression fields (QAT, sparsity, teacher targets,
 // top-k, activation statistics) and gradients through shared memory: a
 // version-1 plugin would silently ignore them, and train on its own
-// gradients instead of the all-reduced ones it was sent.
-const ProtocolVersion = 2
+// gradients instead of the all-reduced ones it was sent. Version 3 added
+// TrainStepStream (gradients reported range by range while the backward
+// pass runs): a version-2 plugin lacks it.
+const ProtocolVersion = 3
 
 // Sentinel errors. Errors that cross the plugin boundary are mapped back to
 // these, so callers test them with errors.Is on either side.
@@ -119,6 +121,27 @@ type TrainStepRequest struct {
 	// Teacher, when set, makes the step a distillation step: the loss is
 	// Alpha·T²·KL(teacher_T ‖ student_T) + (1−Alpha)·CE(targets).
 	Teacher *SoftTargets
+	// GradientsReady, when set with ReturnGradients, is called while the
+	// step runs with ranges [lo, hi) of the flat gradient vector that are
+	// final, and vals, their values (valid only during the call: copy what
+	// you keep). Every gradient is in exactly one range, and every call
+	// has returned before TrainStep returns; calls come one at a time. A
+	// backend that streams them calls it layer by layer during the
+	// backward pass (last layers first), so that the caller can start
+	// communicating; one that cannot calls it once with the whole vector
+	// at the end (see ReportGradients). It is not sent across the plugin
+	// boundary: the host calls it as the plugin's events arrive. A failed
+	// step may have called it for some ranges.
+	GradientsReady func(lo, hi int, vals []float32) `json:"-"`
+}
+
+// ReportGradients calls req.GradientsReady, when set, once with the whole
+// of grads: what a backend that cannot report ranges while it computes
+// does before TrainStep returns.
+func ReportGradients(req TrainStepRequest, grads []float32) {
+	if req.GradientsReady != nil && req.ReturnGradients && len(grads) > 0 {
+		req.GradientsReady(0, len(grads), grads)
+	}
 }
 
 // SoftTargets are a teacher's top-K logits for every position of a

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,27 +166,143 @@ func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (Train
 			pr.GradientsBulk = &accelv1.Bulk{Path: reg.path}
 		}
 	}
-	r, err := g.c.TrainStep(ctx, pr)
+	var (
+		res TrainStepResult
+		err error
+	)
+	if reg != nil && req.GradientsReady != nil {
+		res, err = g.trainStepStream(ctx, req, pr, reg)
+	} else {
+		var r *accelv1.TrainStepResponse
+		if r, err = g.c.TrainStep(ctx, pr); err == nil {
+			res, err = g.trainResult(r, reg)
+		}
+		if err == nil {
+			ReportGradients(req, res.Gradients)
+		}
+	}
 	if err != nil && reg != nil && status.Code(err) == codes.FailedPrecondition && ctx.Err() == nil {
 		// The plugin cannot open the host's bulk files: go inline from now on.
 		g.bulk.disable()
 		pr.GradientsBulk = nil
-		r, err = g.c.TrainStep(ctx, pr)
+		var r *accelv1.TrainStepResponse
+		if r, err = g.c.TrainStep(ctx, pr); err == nil {
+			res, err = g.trainResult(r, nil)
+		}
+		if err == nil {
+			ReportGradients(req, res.Gradients)
+		}
 	}
 	if err != nil {
-		return TrainStepResult{}, fromStatus(ctx, "TrainStep", err)
-	}
-	res := TrainStepResult{Loss: r.GetLoss(), Gradients: r.GetGradients()}
-	if n := r.GetGradientsInBulk(); n > 0 {
-		if reg == nil || n > uint64(len(reg.mem)/4) {
-			return TrainStepResult{}, fmt.Errorf("accelerator TrainStep: the plugin reported %d gradients in a bulk file that holds %d", n, len(reg.mem)/4)
+		if _, ok := status.FromError(err); ok {
+			err = fromStatus(ctx, "TrainStep", err)
 		}
-		res.Gradients = append([]float32(nil), floats(reg.mem, int(n))...)
+		return TrainStepResult{}, err
 	}
 	if req.ReturnGradients {
 		g.bulk.setHint(4 * len(res.Gradients))
 	}
 	return res, nil
+}
+
+// trainResult turns a TrainStep response into the result, reading the
+// gradients from reg when the plugin put them there.
+func (g *grpcClient) trainResult(r *accelv1.TrainStepResponse, reg *region) (TrainStepResult, error) {
+	res := TrainStepResult{Loss: r.GetLoss(), Gradients: r.GetGradients()}
+	if n := r.GetGradientsInBulk(); n > 0 {
+		if reg == nil || n > uint64(len(reg.mem)/4) {
+			size := 0
+			if reg != nil {
+				size = len(reg.mem) / 4
+			}
+			return TrainStepResult{}, fmt.Errorf("accelerator TrainStep: the plugin reported %d gradients in a bulk file that holds %d", n, size)
+		}
+		res.Gradients = append([]float32(nil), floats(reg.mem, int(n))...)
+	}
+	return res, nil
+}
+
+// trainStepStream is TrainStep through TrainStepStream: the plugin writes
+// each finished range of gradients into reg and says so, and the host
+// hands it to req.GradientsReady at once, while the backward pass goes
+// on. Ranges the plugin did not report (it could not write them there)
+// are handed over from the response at the end, so every gradient is
+// reported exactly once. Errors are gRPC statuses or plain errors.
+func (g *grpcClient) trainStepStream(ctx context.Context, req TrainStepRequest, pr *accelv1.TrainStepRequest, reg *region) (TrainStepResult, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := g.c.TrainStepStream(sctx, &accelv1.TrainStepStreamRequest{Step: pr})
+	if err != nil {
+		return TrainStepResult{}, err
+	}
+	var got []span // reported so far
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return TrainStepResult{}, fmt.Errorf("%w: accelerator TrainStepStream ended without a response", ErrPluginDied)
+		}
+		if err != nil {
+			return TrainStepResult{}, err
+		}
+		switch e := ev.GetEvent().(type) {
+		case *accelv1.TrainStepStreamResponse_Ready:
+			lo, hi := e.Ready.GetLo(), e.Ready.GetHi()
+			if lo >= hi || hi > uint64(len(reg.mem)/4) || overlaps(got, int(lo), int(hi)) {
+				return TrainStepResult{}, fmt.Errorf("accelerator TrainStepStream: the plugin reported gradients [%d, %d): empty, beyond the %d of its bulk file or reported before", lo, hi, len(reg.mem)/4)
+			}
+			req.GradientsReady(int(lo), int(hi), floats(reg.mem, int(hi))[lo:hi])
+			got = append(got, span{int(lo), int(hi)})
+		case *accelv1.TrainStepStreamResponse_Done:
+			res, err := g.trainResult(e.Done, reg)
+			if err != nil {
+				return res, err
+			}
+			gaps, err := uncovered(got, len(res.Gradients))
+			if err != nil {
+				return TrainStepResult{}, fmt.Errorf("accelerator TrainStepStream: %w", err)
+			}
+			for _, s := range gaps {
+				req.GradientsReady(s.lo, s.hi, res.Gradients[s.lo:s.hi])
+			}
+			return res, nil
+		default:
+			return TrainStepResult{}, fmt.Errorf("accelerator TrainStepStream: an empty event")
+		}
+	}
+}
+
+// span is a range [lo, hi) of a vector.
+type span struct{ lo, hi int }
+
+func overlaps(spans []span, lo, hi int) bool {
+	for _, s := range spans {
+		if lo < s.hi && s.lo < hi {
+			return true
+		}
+	}
+	return false
+}
+
+// uncovered returns the ranges of [0, n) outside spans (which do not
+// overlap), in order; a span beyond n is an error.
+func uncovered(spans []span, n int) ([]span, error) {
+	spans = slices.Clone(spans)
+	slices.SortFunc(spans, func(a, b span) int { return a.lo - b.lo })
+	var gaps []span
+	at := 0
+	for _, s := range spans {
+		if s.hi > n {
+			return nil, fmt.Errorf("gradients [%d, %d) reported of %d", s.lo, s.hi, n)
+		}
+		if s.lo > at {
+			gaps = append(gaps, span{at, s.lo})
+		}
+		at = s.hi
+	}
+	if at < n {
+		gaps = append(gaps, span{at, n})
+	}
+	return gaps, nil
 }
 
 func (g *grpcClient) ApplyUpdate(ctx context.Context, req UpdateRequest) (UpdateResult, error) {
@@ -332,7 +450,8 @@ func (s *grpcServer) LoadModel(ctx context.Context, r *accelv1.LoadModelRequest)
 	return &accelv1.LoadModelResponse{Parameters: res.Parameters, Step: res.Step}, nil
 }
 
-func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest) (*accelv1.TrainStepResponse, error) {
+// trainRequest is the Go form of a TrainStep request.
+func trainRequest(r *accelv1.TrainStepRequest) TrainStepRequest {
 	req := TrainStepRequest{
 		ModelID:         r.GetModelId(),
 		Batch:           int(r.GetBatch()),
@@ -344,7 +463,11 @@ func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest)
 	if t := r.GetTeacher(); t != nil {
 		req.Teacher = &SoftTargets{K: int(t.GetK()), Indices: t.GetIndices(), Logits: t.GetLogits(), Temperature: t.GetTemperature(), Alpha: t.GetAlpha()}
 	}
-	res, err := s.impl.TrainStep(ctx, req)
+	return req
+}
+
+func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest) (*accelv1.TrainStepResponse, error) {
+	res, err := s.impl.TrainStep(ctx, trainRequest(r))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -361,6 +484,61 @@ func (s *grpcServer) TrainStep(ctx context.Context, r *accelv1.TrainStepRequest)
 		release()
 	}
 	return out, nil
+}
+
+// TrainStepStream runs the step with a GradientsReady that copies each
+// finished range into the host's bulk file and tells the host, so that the
+// host can use it while the backward pass goes on. A range that does not
+// fit the file is not reported (nor any after it): the response then
+// carries the gradients inline and the host reports the rest itself.
+func (s *grpcServer) TrainStepStream(r *accelv1.TrainStepStreamRequest, stream accelv1.Accelerator_TrainStepStreamServer) error {
+	pr := r.GetStep()
+	b := pr.GetGradientsBulk()
+	if b == nil || !pr.GetReturnGradients() {
+		return status.Error(codes.InvalidArgument, "train step stream: needs return_gradients and a bulk file")
+	}
+	mem, release, err := s.maps.view(b.GetPath(), 0)
+	if err != nil {
+		return bulkStatus(err)
+	}
+	defer release()
+	req := trainRequest(pr)
+	var (
+		sent    int  // gradients reported
+		stopped bool // a range did not fit, or the host is gone
+		sendErr error
+	)
+	req.GradientsReady = func(lo, hi int, vals []float32) {
+		if stopped {
+			return
+		}
+		if lo < 0 || lo >= hi || 4*hi > len(mem) {
+			stopped = true
+			return
+		}
+		copy(floats(mem, hi)[lo:hi], vals)
+		ev := &accelv1.TrainStepStreamResponse{Event: &accelv1.TrainStepStreamResponse_Ready{Ready: &accelv1.GradientsReady{Lo: uint64(lo), Hi: uint64(hi)}}}
+		if sendErr = stream.Send(ev); sendErr != nil {
+			stopped = true
+			return
+		}
+		sent += hi - lo
+	}
+	res, err := s.impl.TrainStep(stream.Context(), req)
+	if err != nil {
+		return toStatus(err)
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	out := &accelv1.TrainStepResponse{Loss: res.Loss, Gradients: res.Gradients}
+	if n := len(res.Gradients); n > 0 && 4*n <= len(mem) {
+		if sent != n { // a range went unreported: write the whole vector
+			copy(floats(mem, n), res.Gradients)
+		}
+		out.Gradients, out.GradientsInBulk = nil, uint64(n)
+	}
+	return stream.Send(&accelv1.TrainStepStreamResponse{Event: &accelv1.TrainStepStreamResponse_Done{Done: out}})
 }
 
 func (s *grpcServer) ApplyUpdate(ctx context.Context, r *accelv1.ApplyUpdateRequest) (*accelv1.ApplyUpdateResponse, error) {

@@ -177,6 +177,7 @@ func (b *Bigram) TrainStep(_ context.Context, req accel.TrainStepRequest) (accel
 	res := accel.TrainStepResult{Loss: loss}
 	if req.ReturnGradients {
 		res.Gradients = g
+		accel.ReportGradients(req, g)
 	}
 	return res, nil
 }

@@ -224,6 +224,8 @@ func checkOptimizer(o accel.OptimizerConfig) error {
 // TrainStep runs one micro-batch forward and backward and adds its
 // gradient to the model's accumulator. With a Teacher the loss is the
 // distillation objective (see transformer.Model.DistillForwardBackward).
+// req.GradientsReady hears each layer's gradients as the backward pass
+// finishes them (transformer.Model.SetGradientsReady).
 func (e *Engine) TrainStep(ctx context.Context, req accel.TrainStepRequest) (accel.TrainStepResult, error) {
 	l, err := e.get(ctx, req.ModelID)
 	if err != nil {
@@ -237,6 +239,13 @@ func (e *Engine) TrainStep(ctx context.Context, req accel.TrainStepRequest) (acc
 		return accel.TrainStepResult{}, wrapModelErr(req.ModelID, transformer.ErrQuantized)
 	}
 	l.model.ZeroGrads()
+	if ready := req.GradientsReady; ready != nil && req.ReturnGradients {
+		// Grads holds this micro-batch's gradients only (zeroed above):
+		// hand each range over as the backward pass finishes it.
+		g := l.model.Grads()
+		l.model.SetGradientsReady(func(lo, hi int) { ready(lo, hi, g[lo:hi]) })
+		defer l.model.SetGradientsReady(nil)
+	}
 	var loss float64
 	if t := req.Teacher; t != nil {
 		if t.K <= 0 || t.K > accel.MaxTopK {

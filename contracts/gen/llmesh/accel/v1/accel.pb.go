@@ -698,6 +698,189 @@ func (x *TrainStepResponse) GetGradientsInBulk() uint64 {
 	return 0
 }
 
+// TrainStepStreamRequest is a TrainStep request with gradients_bulk set.
+type TrainStepStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          *TrainStepRequest      `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainStepStreamRequest) Reset() {
+	*x = TrainStepStreamRequest{}
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainStepStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainStepStreamRequest) ProtoMessage() {}
+
+func (x *TrainStepStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainStepStreamRequest.ProtoReflect.Descriptor instead.
+func (*TrainStepStreamRequest) Descriptor() ([]byte, []int) {
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TrainStepStreamRequest) GetStep() *TrainStepRequest {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+// TrainStepStreamResponse is one message of TrainStepStream: a range of
+// finished gradients, or the step's response (the last message).
+type TrainStepStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*TrainStepStreamResponse_Ready
+	//	*TrainStepStreamResponse_Done
+	Event         isTrainStepStreamResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainStepStreamResponse) Reset() {
+	*x = TrainStepStreamResponse{}
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainStepStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainStepStreamResponse) ProtoMessage() {}
+
+func (x *TrainStepStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainStepStreamResponse.ProtoReflect.Descriptor instead.
+func (*TrainStepStreamResponse) Descriptor() ([]byte, []int) {
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TrainStepStreamResponse) GetEvent() isTrainStepStreamResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *TrainStepStreamResponse) GetReady() *GradientsReady {
+	if x != nil {
+		if x, ok := x.Event.(*TrainStepStreamResponse_Ready); ok {
+			return x.Ready
+		}
+	}
+	return nil
+}
+
+func (x *TrainStepStreamResponse) GetDone() *TrainStepResponse {
+	if x != nil {
+		if x, ok := x.Event.(*TrainStepStreamResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isTrainStepStreamResponse_Event interface {
+	isTrainStepStreamResponse_Event()
+}
+
+type TrainStepStreamResponse_Ready struct {
+	Ready *GradientsReady `protobuf:"bytes,1,opt,name=ready,proto3,oneof"`
+}
+
+type TrainStepStreamResponse_Done struct {
+	Done *TrainStepResponse `protobuf:"bytes,2,opt,name=done,proto3,oneof"`
+}
+
+func (*TrainStepStreamResponse_Ready) isTrainStepStreamResponse_Event() {}
+
+func (*TrainStepStreamResponse_Done) isTrainStepStreamResponse_Event() {}
+
+// GradientsReady: gradients [lo, hi) of the flat vector are in the bulk
+// file and final for this step.
+type GradientsReady struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lo            uint64                 `protobuf:"varint,1,opt,name=lo,proto3" json:"lo,omitempty"`
+	Hi            uint64                 `protobuf:"varint,2,opt,name=hi,proto3" json:"hi,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GradientsReady) Reset() {
+	*x = GradientsReady{}
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GradientsReady) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GradientsReady) ProtoMessage() {}
+
+func (x *GradientsReady) ProtoReflect() protoreflect.Message {
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GradientsReady.ProtoReflect.Descriptor instead.
+func (*GradientsReady) Descriptor() ([]byte, []int) {
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GradientsReady) GetLo() uint64 {
+	if x != nil {
+		return x.Lo
+	}
+	return 0
+}
+
+func (x *GradientsReady) GetHi() uint64 {
+	if x != nil {
+		return x.Hi
+	}
+	return 0
+}
+
 type ApplyUpdateRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	ModelId      string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
@@ -713,7 +896,7 @@ type ApplyUpdateRequest struct {
 
 func (x *ApplyUpdateRequest) Reset() {
 	*x = ApplyUpdateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +908,7 @@ func (x *ApplyUpdateRequest) String() string {
 func (*ApplyUpdateRequest) ProtoMessage() {}
 
 func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[9]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +921,7 @@ func (x *ApplyUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{9}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyUpdateRequest) GetModelId() string {
@@ -780,7 +963,7 @@ type ApplyUpdateResponse struct {
 
 func (x *ApplyUpdateResponse) Reset() {
 	*x = ApplyUpdateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +975,7 @@ func (x *ApplyUpdateResponse) String() string {
 func (*ApplyUpdateResponse) ProtoMessage() {}
 
 func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[10]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +988,7 @@ func (x *ApplyUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{10}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyUpdateResponse) GetGradNorm() float64 {
@@ -839,7 +1022,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1034,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[11]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1047,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{11}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EvaluateRequest) GetModelId() string {
@@ -930,7 +1113,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1125,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[12]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1138,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{12}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EvaluateResponse) GetLoss() float64 {
@@ -1002,7 +1185,7 @@ type Sequence struct {
 
 func (x *Sequence) Reset() {
 	*x = Sequence{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1197,7 @@ func (x *Sequence) String() string {
 func (*Sequence) ProtoMessage() {}
 
 func (x *Sequence) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[13]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1210,7 @@ func (x *Sequence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sequence.ProtoReflect.Descriptor instead.
 func (*Sequence) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{13}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sequence) GetTokens() []int32 {
@@ -1063,7 +1246,7 @@ type DecodeStepRequest struct {
 
 func (x *DecodeStepRequest) Reset() {
 	*x = DecodeStepRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1258,7 @@ func (x *DecodeStepRequest) String() string {
 func (*DecodeStepRequest) ProtoMessage() {}
 
 func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[14]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1271,7 @@ func (x *DecodeStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepRequest.ProtoReflect.Descriptor instead.
 func (*DecodeStepRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{14}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DecodeStepRequest) GetModelId() string {
@@ -1149,7 +1332,7 @@ type Logits struct {
 
 func (x *Logits) Reset() {
 	*x = Logits{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1344,7 @@ func (x *Logits) String() string {
 func (*Logits) ProtoMessage() {}
 
 func (x *Logits) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[15]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1357,7 @@ func (x *Logits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logits.ProtoReflect.Descriptor instead.
 func (*Logits) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{15}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Logits) GetValues() []float32 {
@@ -1202,7 +1385,7 @@ type DecodeStepResponse struct {
 
 func (x *DecodeStepResponse) Reset() {
 	*x = DecodeStepResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1397,7 @@ func (x *DecodeStepResponse) String() string {
 func (*DecodeStepResponse) ProtoMessage() {}
 
 func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[16]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1410,7 @@ func (x *DecodeStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecodeStepResponse.ProtoReflect.Descriptor instead.
 func (*DecodeStepResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{16}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DecodeStepResponse) GetLogits() []*Logits {
@@ -1268,7 +1451,7 @@ type SaveWeightsRequest struct {
 
 func (x *SaveWeightsRequest) Reset() {
 	*x = SaveWeightsRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1463,7 @@ func (x *SaveWeightsRequest) String() string {
 func (*SaveWeightsRequest) ProtoMessage() {}
 
 func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[17]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1476,7 @@ func (x *SaveWeightsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsRequest.ProtoReflect.Descriptor instead.
 func (*SaveWeightsRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{17}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SaveWeightsRequest) GetModelId() string {
@@ -1321,7 +1504,7 @@ type SaveWeightsResponse struct {
 
 func (x *SaveWeightsResponse) Reset() {
 	*x = SaveWeightsResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1516,7 @@ func (x *SaveWeightsResponse) String() string {
 func (*SaveWeightsResponse) ProtoMessage() {}
 
 func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[18]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1529,7 @@ func (x *SaveWeightsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveWeightsResponse.ProtoReflect.Descriptor instead.
 func (*SaveWeightsResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{18}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SaveWeightsResponse) GetSafetensors() []byte {
@@ -1379,7 +1562,7 @@ type UnloadRequest struct {
 
 func (x *UnloadRequest) Reset() {
 	*x = UnloadRequest{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1574,7 @@ func (x *UnloadRequest) String() string {
 func (*UnloadRequest) ProtoMessage() {}
 
 func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[19]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1587,7 @@ func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
 func (*UnloadRequest) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{19}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UnloadRequest) GetModelId() string {
@@ -1422,7 +1605,7 @@ type UnloadResponse struct {
 
 func (x *UnloadResponse) Reset() {
 	*x = UnloadResponse{}
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1617,7 @@ func (x *UnloadResponse) String() string {
 func (*UnloadResponse) ProtoMessage() {}
 
 func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[20]
+	mi := &file_llmesh_accel_v1_accel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1630,7 @@ func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
 func (*UnloadResponse) Descriptor() ([]byte, []int) {
-	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{20}
+	return file_llmesh_accel_v1_accel_proto_rawDescGZIP(), []int{23}
 }
 
 var File_llmesh_accel_v1_accel_proto protoreflect.FileDescriptor
@@ -1506,7 +1689,16 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x11TrainStepResponse\x12\x12\n" +
 	"\x04loss\x18\x01 \x01(\x01R\x04loss\x12\x1c\n" +
 	"\tgradients\x18\x02 \x03(\x02R\tgradients\x12*\n" +
-	"\x11gradients_in_bulk\x18\x03 \x01(\x04R\x0fgradientsInBulk\"\xb0\x01\n" +
+	"\x11gradients_in_bulk\x18\x03 \x01(\x04R\x0fgradientsInBulk\"O\n" +
+	"\x16TrainStepStreamRequest\x125\n" +
+	"\x04step\x18\x01 \x01(\v2!.llmesh.accel.v1.TrainStepRequestR\x04step\"\x95\x01\n" +
+	"\x17TrainStepStreamResponse\x127\n" +
+	"\x05ready\x18\x01 \x01(\v2\x1f.llmesh.accel.v1.GradientsReadyH\x00R\x05ready\x128\n" +
+	"\x04done\x18\x02 \x01(\v2\".llmesh.accel.v1.TrainStepResponseH\x00R\x04doneB\a\n" +
+	"\x05event\"0\n" +
+	"\x0eGradientsReady\x12\x0e\n" +
+	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
+	"\x02hi\x18\x02 \x01(\x04R\x02hi\"\xb0\x01\n" +
 	"\x12ApplyUpdateRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12#\n" +
 	"\rlearning_rate\x18\x02 \x01(\x02R\flearningRate\x12\x1c\n" +
@@ -1562,11 +1754,12 @@ const file_llmesh_accel_v1_accel_proto_rawDesc = "" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\"*\n" +
 	"\rUnloadRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\"\x10\n" +
-	"\x0eUnloadResponse2\xa1\x05\n" +
+	"\x0eUnloadResponse2\x89\x06\n" +
 	"\vAccelerator\x12C\n" +
 	"\x04Info\x12\x1c.llmesh.accel.v1.InfoRequest\x1a\x1d.llmesh.accel.v1.InfoResponse\x12R\n" +
 	"\tLoadModel\x12!.llmesh.accel.v1.LoadModelRequest\x1a\".llmesh.accel.v1.LoadModelResponse\x12R\n" +
-	"\tTrainStep\x12!.llmesh.accel.v1.TrainStepRequest\x1a\".llmesh.accel.v1.TrainStepResponse\x12X\n" +
+	"\tTrainStep\x12!.llmesh.accel.v1.TrainStepRequest\x1a\".llmesh.accel.v1.TrainStepResponse\x12f\n" +
+	"\x0fTrainStepStream\x12'.llmesh.accel.v1.TrainStepStreamRequest\x1a(.llmesh.accel.v1.TrainStepStreamResponse0\x01\x12X\n" +
 	"\vApplyUpdate\x12#.llmesh.accel.v1.ApplyUpdateRequest\x1a$.llmesh.accel.v1.ApplyUpdateResponse\x12O\n" +
 	"\bEvaluate\x12 .llmesh.accel.v1.EvaluateRequest\x1a!.llmesh.accel.v1.EvaluateResponse\x12U\n" +
 	"\n" +
@@ -1586,61 +1779,69 @@ func file_llmesh_accel_v1_accel_proto_rawDescGZIP() []byte {
 	return file_llmesh_accel_v1_accel_proto_rawDescData
 }
 
-var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_llmesh_accel_v1_accel_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_llmesh_accel_v1_accel_proto_goTypes = []any{
-	(*InfoRequest)(nil),         // 0: llmesh.accel.v1.InfoRequest
-	(*InfoResponse)(nil),        // 1: llmesh.accel.v1.InfoResponse
-	(*OptimizerConfig)(nil),     // 2: llmesh.accel.v1.OptimizerConfig
-	(*LoadModelRequest)(nil),    // 3: llmesh.accel.v1.LoadModelRequest
-	(*LoadModelResponse)(nil),   // 4: llmesh.accel.v1.LoadModelResponse
-	(*TrainStepRequest)(nil),    // 5: llmesh.accel.v1.TrainStepRequest
-	(*Bulk)(nil),                // 6: llmesh.accel.v1.Bulk
-	(*SoftTargets)(nil),         // 7: llmesh.accel.v1.SoftTargets
-	(*TrainStepResponse)(nil),   // 8: llmesh.accel.v1.TrainStepResponse
-	(*ApplyUpdateRequest)(nil),  // 9: llmesh.accel.v1.ApplyUpdateRequest
-	(*ApplyUpdateResponse)(nil), // 10: llmesh.accel.v1.ApplyUpdateResponse
-	(*EvaluateRequest)(nil),     // 11: llmesh.accel.v1.EvaluateRequest
-	(*EvaluateResponse)(nil),    // 12: llmesh.accel.v1.EvaluateResponse
-	(*Sequence)(nil),            // 13: llmesh.accel.v1.Sequence
-	(*DecodeStepRequest)(nil),   // 14: llmesh.accel.v1.DecodeStepRequest
-	(*Logits)(nil),              // 15: llmesh.accel.v1.Logits
-	(*DecodeStepResponse)(nil),  // 16: llmesh.accel.v1.DecodeStepResponse
-	(*SaveWeightsRequest)(nil),  // 17: llmesh.accel.v1.SaveWeightsRequest
-	(*SaveWeightsResponse)(nil), // 18: llmesh.accel.v1.SaveWeightsResponse
-	(*UnloadRequest)(nil),       // 19: llmesh.accel.v1.UnloadRequest
-	(*UnloadResponse)(nil),      // 20: llmesh.accel.v1.UnloadResponse
-	nil,                         // 21: llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
+	(*InfoRequest)(nil),             // 0: llmesh.accel.v1.InfoRequest
+	(*InfoResponse)(nil),            // 1: llmesh.accel.v1.InfoResponse
+	(*OptimizerConfig)(nil),         // 2: llmesh.accel.v1.OptimizerConfig
+	(*LoadModelRequest)(nil),        // 3: llmesh.accel.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),       // 4: llmesh.accel.v1.LoadModelResponse
+	(*TrainStepRequest)(nil),        // 5: llmesh.accel.v1.TrainStepRequest
+	(*Bulk)(nil),                    // 6: llmesh.accel.v1.Bulk
+	(*SoftTargets)(nil),             // 7: llmesh.accel.v1.SoftTargets
+	(*TrainStepResponse)(nil),       // 8: llmesh.accel.v1.TrainStepResponse
+	(*TrainStepStreamRequest)(nil),  // 9: llmesh.accel.v1.TrainStepStreamRequest
+	(*TrainStepStreamResponse)(nil), // 10: llmesh.accel.v1.TrainStepStreamResponse
+	(*GradientsReady)(nil),          // 11: llmesh.accel.v1.GradientsReady
+	(*ApplyUpdateRequest)(nil),      // 12: llmesh.accel.v1.ApplyUpdateRequest
+	(*ApplyUpdateResponse)(nil),     // 13: llmesh.accel.v1.ApplyUpdateResponse
+	(*EvaluateRequest)(nil),         // 14: llmesh.accel.v1.EvaluateRequest
+	(*EvaluateResponse)(nil),        // 15: llmesh.accel.v1.EvaluateResponse
+	(*Sequence)(nil),                // 16: llmesh.accel.v1.Sequence
+	(*DecodeStepRequest)(nil),       // 17: llmesh.accel.v1.DecodeStepRequest
+	(*Logits)(nil),                  // 18: llmesh.accel.v1.Logits
+	(*DecodeStepResponse)(nil),      // 19: llmesh.accel.v1.DecodeStepResponse
+	(*SaveWeightsRequest)(nil),      // 20: llmesh.accel.v1.SaveWeightsRequest
+	(*SaveWeightsResponse)(nil),     // 21: llmesh.accel.v1.SaveWeightsResponse
+	(*UnloadRequest)(nil),           // 22: llmesh.accel.v1.UnloadRequest
+	(*UnloadResponse)(nil),          // 23: llmesh.accel.v1.UnloadResponse
+	nil,                             // 24: llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
 }
 var file_llmesh_accel_v1_accel_proto_depIdxs = []int32{
 	2,  // 0: llmesh.accel.v1.LoadModelRequest.optimizer:type_name -> llmesh.accel.v1.OptimizerConfig
 	7,  // 1: llmesh.accel.v1.TrainStepRequest.teacher:type_name -> llmesh.accel.v1.SoftTargets
 	6,  // 2: llmesh.accel.v1.TrainStepRequest.gradients_bulk:type_name -> llmesh.accel.v1.Bulk
-	6,  // 3: llmesh.accel.v1.ApplyUpdateRequest.gradients_bulk:type_name -> llmesh.accel.v1.Bulk
-	21, // 4: llmesh.accel.v1.EvaluateResponse.activation_max:type_name -> llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
-	13, // 5: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
-	15, // 6: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
-	13, // 7: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
-	0,  // 8: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
-	3,  // 9: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
-	5,  // 10: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
-	9,  // 11: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
-	11, // 12: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
-	14, // 13: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
-	17, // 14: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
-	19, // 15: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
-	1,  // 16: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
-	4,  // 17: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
-	8,  // 18: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
-	10, // 19: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
-	12, // 20: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
-	16, // 21: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
-	18, // 22: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
-	20, // 23: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 3: llmesh.accel.v1.TrainStepStreamRequest.step:type_name -> llmesh.accel.v1.TrainStepRequest
+	11, // 4: llmesh.accel.v1.TrainStepStreamResponse.ready:type_name -> llmesh.accel.v1.GradientsReady
+	8,  // 5: llmesh.accel.v1.TrainStepStreamResponse.done:type_name -> llmesh.accel.v1.TrainStepResponse
+	6,  // 6: llmesh.accel.v1.ApplyUpdateRequest.gradients_bulk:type_name -> llmesh.accel.v1.Bulk
+	24, // 7: llmesh.accel.v1.EvaluateResponse.activation_max:type_name -> llmesh.accel.v1.EvaluateResponse.ActivationMaxEntry
+	16, // 8: llmesh.accel.v1.DecodeStepRequest.sequences:type_name -> llmesh.accel.v1.Sequence
+	18, // 9: llmesh.accel.v1.DecodeStepResponse.logits:type_name -> llmesh.accel.v1.Logits
+	16, // 10: llmesh.accel.v1.DecodeStepResponse.tokens:type_name -> llmesh.accel.v1.Sequence
+	0,  // 11: llmesh.accel.v1.Accelerator.Info:input_type -> llmesh.accel.v1.InfoRequest
+	3,  // 12: llmesh.accel.v1.Accelerator.LoadModel:input_type -> llmesh.accel.v1.LoadModelRequest
+	5,  // 13: llmesh.accel.v1.Accelerator.TrainStep:input_type -> llmesh.accel.v1.TrainStepRequest
+	9,  // 14: llmesh.accel.v1.Accelerator.TrainStepStream:input_type -> llmesh.accel.v1.TrainStepStreamRequest
+	12, // 15: llmesh.accel.v1.Accelerator.ApplyUpdate:input_type -> llmesh.accel.v1.ApplyUpdateRequest
+	14, // 16: llmesh.accel.v1.Accelerator.Evaluate:input_type -> llmesh.accel.v1.EvaluateRequest
+	17, // 17: llmesh.accel.v1.Accelerator.DecodeStep:input_type -> llmesh.accel.v1.DecodeStepRequest
+	20, // 18: llmesh.accel.v1.Accelerator.SaveWeights:input_type -> llmesh.accel.v1.SaveWeightsRequest
+	22, // 19: llmesh.accel.v1.Accelerator.Unload:input_type -> llmesh.accel.v1.UnloadRequest
+	1,  // 20: llmesh.accel.v1.Accelerator.Info:output_type -> llmesh.accel.v1.InfoResponse
+	4,  // 21: llmesh.accel.v1.Accelerator.LoadModel:output_type -> llmesh.accel.v1.LoadModelResponse
+	8,  // 22: llmesh.accel.v1.Accelerator.TrainStep:output_type -> llmesh.accel.v1.TrainStepResponse
+	10, // 23: llmesh.accel.v1.Accelerator.TrainStepStream:output_type -> llmesh.accel.v1.TrainStepStreamResponse
+	13, // 24: llmesh.accel.v1.Accelerator.ApplyUpdate:output_type -> llmesh.accel.v1.ApplyUpdateResponse
+	15, // 25: llmesh.accel.v1.Accelerator.Evaluate:output_type -> llmesh.accel.v1.EvaluateResponse
+	19, // 26: llmesh.accel.v1.Accelerator.DecodeStep:output_type -> llmesh.accel.v1.DecodeStepResponse
+	21, // 27: llmesh.accel.v1.Accelerator.SaveWeights:output_type -> llmesh.accel.v1.SaveWeightsResponse
+	23, // 28: llmesh.accel.v1.Accelerator.Unload:output_type -> llmesh.accel.v1.UnloadResponse
+	20, // [20:29] is the sub-list for method output_type
+	11, // [11:20] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_llmesh_accel_v1_accel_proto_init() }
@@ -1648,13 +1849,17 @@ func file_llmesh_accel_v1_accel_proto_init() {
 	if File_llmesh_accel_v1_accel_proto != nil {
 		return
 	}
+	file_llmesh_accel_v1_accel_proto_msgTypes[10].OneofWrappers = []any{
+		(*TrainStepStreamResponse_Ready)(nil),
+		(*TrainStepStreamResponse_Done)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmesh_accel_v1_accel_proto_rawDesc), len(file_llmesh_accel_v1_accel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,14 +25,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Accelerator_Info_FullMethodName        = "/llmesh.accel.v1.Accelerator/Info"
-	Accelerator_LoadModel_FullMethodName   = "/llmesh.accel.v1.Accelerator/LoadModel"
-	Accelerator_TrainStep_FullMethodName   = "/llmesh.accel.v1.Accelerator/TrainStep"
-	Accelerator_ApplyUpdate_FullMethodName = "/llmesh.accel.v1.Accelerator/ApplyUpdate"
-	Accelerator_Evaluate_FullMethodName    = "/llmesh.accel.v1.Accelerator/Evaluate"
-	Accelerator_DecodeStep_FullMethodName  = "/llmesh.accel.v1.Accelerator/DecodeStep"
-	Accelerator_SaveWeights_FullMethodName = "/llmesh.accel.v1.Accelerator/SaveWeights"
-	Accelerator_Unload_FullMethodName      = "/llmesh.accel.v1.Accelerator/Unload"
+	Accelerator_Info_FullMethodName            = "/llmesh.accel.v1.Accelerator/Info"
+	Accelerator_LoadModel_FullMethodName       = "/llmesh.accel.v1.Accelerator/LoadModel"
+	Accelerator_TrainStep_FullMethodName       = "/llmesh.accel.v1.Accelerator/TrainStep"
+	Accelerator_TrainStepStream_FullMethodName = "/llmesh.accel.v1.Accelerator/TrainStepStream"
+	Accelerator_ApplyUpdate_FullMethodName     = "/llmesh.accel.v1.Accelerator/ApplyUpdate"
+	Accelerator_Evaluate_FullMethodName        = "/llmesh.accel.v1.Accelerator/Evaluate"
+	Accelerator_DecodeStep_FullMethodName      = "/llmesh.accel.v1.Accelerator/DecodeStep"
+	Accelerator_SaveWeights_FullMethodName     = "/llmesh.accel.v1.Accelerator/SaveWeights"
+	Accelerator_Unload_FullMethodName          = "/llmesh.accel.v1.Accelerator/Unload"
 )
 
 // AcceleratorClient is the client API for Accelerator service.
@@ -47,6 +48,12 @@ type AcceleratorClient interface {
 	// TrainStep runs forward and backward on one micro-batch and adds the
 	// gradients to the model's accumulator.
 	TrainStep(ctx context.Context, in *TrainStepRequest, opts ...grpc.CallOption) (*TrainStepResponse, error)
+	// TrainStepStream is TrainStep with gradients_bulk set that reports, while
+	// the backward pass runs, each range of gradients it has written into the
+	// bulk file and will not write again (GradientsReady events, every
+	// gradient in exactly one), then the response as its last message. A
+	// host that overlaps communication with the backward pass calls it.
+	TrainStepStream(ctx context.Context, in *TrainStepStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrainStepStreamResponse], error)
 	// ApplyUpdate applies the accumulated (or the given) gradients with the
 	// model's optimizer and clears the accumulator.
 	ApplyUpdate(ctx context.Context, in *ApplyUpdateRequest, opts ...grpc.CallOption) (*ApplyUpdateResponse, error)
@@ -99,6 +106,25 @@ func (c *acceleratorClient) TrainStep(ctx context.Context, in *TrainStepRequest,
 	}
 	return out, nil
 }
+
+func (c *acceleratorClient) TrainStepStream(ctx context.Context, in *TrainStepStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrainStepStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Accelerator_ServiceDesc.Streams[0], Accelerator_TrainStepStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TrainStepStreamRequest, TrainStepStreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Accelerator_TrainStepStreamClient = grpc.ServerStreamingClient[TrainStepStreamResponse]
 
 func (c *acceleratorClient) ApplyUpdate(ctx context.Context, in *ApplyUpdateRequest, opts ...grpc.CallOption) (*ApplyUpdateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -162,6 +188,12 @@ type AcceleratorServer interface {
 	// TrainStep runs forward and backward on one micro-batch and adds the
 	// gradients to the model's accumulator.
 	TrainStep(context.Context, *TrainStepRequest) (*TrainStepResponse, error)
+	// TrainStepStream is TrainStep with gradients_bulk set that reports, while
+	// the backward pass runs, each range of gradients it has written into the
+	// bulk file and will not write again (GradientsReady events, every
+	// gradient in exactly one), then the response as its last message. A
+	// host that overlaps communication with the backward pass calls it.
+	TrainStepStream(*TrainStepStreamRequest, grpc.ServerStreamingServer[TrainStepStreamResponse]) error
 	// ApplyUpdate applies the accumulated (or the given) gradients with the
 	// model's optimizer and clears the accumulator.
 	ApplyUpdate(context.Context, *ApplyUpdateRequest) (*ApplyUpdateResponse, error)
@@ -193,6 +225,9 @@ func (UnimplementedAcceleratorServer) LoadModel(context.Context, *LoadModelReque
 }
 func (UnimplementedAcceleratorServer) TrainStep(context.Context, *TrainStepRequest) (*TrainStepResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TrainStep not implemented")
+}
+func (UnimplementedAcceleratorServer) TrainStepStream(*TrainStepStreamRequest, grpc.ServerStreamingServer[TrainStepStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method TrainStepStream not implemented")
 }
 func (UnimplementedAcceleratorServer) ApplyUpdate(context.Context, *ApplyUpdateRequest) (*ApplyUpdateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyUpdate not implemented")
@@ -283,6 +318,17 @@ func _Accelerator_TrainStep_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Accelerator_TrainStepStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TrainStepStreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AcceleratorServer).TrainStepStream(m, &grpc.GenericServerStream[TrainStepStreamRequest, TrainStepStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Accelerator_TrainStepStreamServer = grpc.ServerStreamingServer[TrainStepStreamResponse]
 
 func _Accelerator_ApplyUpdate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApplyUpdateRequest)
@@ -414,6 +460,12 @@ var Accelerator_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Accelerator_Unload_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "TrainStepStream",
+			Handler:       _Accelerator_TrainStepStream_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "llmesh/accel/v1/accel.proto",
 }
