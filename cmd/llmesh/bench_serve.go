@@ -30,7 +30,7 @@ func benchServe(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.Heads, "heads", o.Heads, "attention heads")
 	fs.IntVar(&o.PromptTokens, "prompt-tokens", o.PromptTokens, "prompt length in tokens")
 	fs.IntVar(&o.MaxTokens, "tokens", o.MaxTokens, "tokens generated per request")
-	fs.IntVar(&o.Requests, "requests", o.Requests, "requests per client count (at least 2 per client)")
+	fs.IntVar(&o.Requests, "requests", o.Requests, "requests per client count (at least 4 per client)")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating off/on rounds per client count (the best counts)")
 	fs.IntVar(&o.Threads, "threads", o.Threads, "cores for the PyTorch partner")
 	fs.IntVar(&o.DecodeSteps, "decode-steps", 0, "greedy tokens a decode call may pick in the backend, batching on and off alike (0: the service's default)")

@@ -36,7 +36,7 @@ type Options struct {
 	Vocab, Ctx, Embd, Layers, Heads int
 	Clients                         []int // concurrent clients per measurement
 	PromptTokens, MaxTokens         int   // per request
-	Requests                        int   // per client count: at least this many requests (2 per client at least)
+	Requests                        int   // per client count: at least this many requests (4 per client at least)
 	Rounds                          int   // alternating off/on rounds per client count; the best counts
 	// PluginCommand launches the cpu backend (accel.HostConfig.Command);
 	// nil finds llmesh-plugin-<name> in PluginDir (or beside the binary).
@@ -359,8 +359,11 @@ func waitReady(ctx context.Context, b *bus.Bus) error {
 
 // drive runs clients concurrent clients, each sending its share of the
 // requests one after another, and measures tokens/s and request latency.
+// Every client sends at least 4 requests, so that the batch's filling at
+// the start and draining at the end (when batching on runs fewer
+// sequences than there are clients) is a small part of the measurement.
 func drive(ctx context.Context, b *bus.Bus, o Options, prompts []string, clients int) (measurement, error) {
-	per := max(2, (o.Requests+clients-1)/clients)
+	per := max(4, (o.Requests+clients-1)/clients)
 	var mu sync.Mutex
 	var lat []time.Duration
 	var tokens int64
