@@ -99,6 +99,7 @@ type Decoder struct {
 	vk                          VectorKernels
 	rk                          RowKernels
 	rkOwn                       RowKernels // the kernels' RowKernels, or nil
+	ck                          ColKernels
 	scores                      []float32  // attention: a block of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
@@ -146,6 +147,10 @@ func NewDecoder(m *Model, budgetBlocks int) *Decoder {
 	d.vk = portableVec{}
 	if vk, ok := m.k.(VectorKernels); ok {
 		d.vk = vk
+	}
+	d.ck = portableCols{}
+	if ck, ok := m.k.(ColKernels); ok {
+		d.ck = ck
 	}
 	d.rk = vecRows{d.vk}
 	if rk, ok := m.k.(RowKernels); ok {
@@ -424,12 +429,20 @@ func (d *Decoder) run(threshold float32) {
 		if c.RoPE() {
 			d.rope(N)
 		}
-		d.storeKV(l, N)
 		A := d.active
+		// With one row per sequence, no row reads another row's keys of
+		// this step: each attention piece stores its own (row, head) first
+		// and finds the lines it wrote still in its cache.
+		fuse := N == nSeq
+		if fuse {
+			d.storeKV(l, A, N)
+		} else {
+			d.storeKV(l, 0, N)
+		}
 		if A == 0 {
 			continue
 		}
-		d.tAttn.layer = l
+		d.tAttn.layer, d.tAttn.store = l, fuse
 		d.par(&d.tAttn, A*H, A*d.maxKeys*D)
 		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
 		addTo(d.x[:A*D], d.tmp[:A*D])
@@ -521,21 +534,29 @@ func (d *Decoder) rope(n int) {
 	}
 }
 
-// storeKV writes the K and V of the first n rows of qkv into the cache.
-func (d *Decoder) storeKV(layer, n int) {
-	D, H, hd := d.cfg.NEmbd, d.cfg.NHead, d.cfg.HeadDim()
-	cache := d.cache
-	for r := range n {
-		s := d.plan[d.rowSeq[r]].s
-		pos := int(d.rowPos[r])
-		blk := cache.block(s, pos)
-		slot := pos % KVBlockTokens
-		q := d.qkv[r*3*D : (r+1)*3*D]
-		for h := range H {
-			copy(blk[cache.kvOffset(layer, 0, h, slot):][:hd], q[D+h*hd:D+(h+1)*hd])
-			copy(blk[cache.kvOffset(layer, 1, h, slot):][:hd], q[2*D+h*hd:2*D+(h+1)*hd])
+// storeKV writes the K and V of rows [from, to) of qkv into the cache.
+func (d *Decoder) storeKV(layer, from, to int) {
+	for r := from; r < to; r++ {
+		for h := range d.cfg.NHead {
+			d.storeHead(layer, r, h)
 		}
 	}
+}
+
+// storeHead writes head h's K and V of row r of qkv into the cache: the
+// value as a row, the key down its block's dimension-major columns.
+func (d *Decoder) storeHead(layer, r, h int) {
+	D, hd := d.cfg.NEmbd, d.cfg.HeadDim()
+	cache := d.cache
+	pos := int(d.rowPos[r])
+	blk := cache.block(d.plan[d.rowSeq[r]].s, pos)
+	slot := pos % KVBlockTokens
+	q := d.qkv[r*3*D : (r+1)*3*D]
+	k := blk[cache.kOffset(layer, h)+slot:][:(hd-1)*KVBlockTokens+1]
+	for i, v := range q[D+h*hd : D+(h+1)*hd] {
+		k[i*KVBlockTokens] = v
+	}
+	copy(blk[cache.vOffset(layer, h)+slot*hd:][:hd], q[2*D+h*hd:2*D+(h+1)*hd])
 }
 
 // swapRows exchanges rows a and b of the step (hidden state, position,
@@ -573,6 +594,7 @@ func (d *Decoder) swapRows(a, b int) {
 type decAttnTask struct {
 	d     *Decoder
 	layer int
+	store bool // store the row's K and V of the head first (see run)
 }
 
 func (t *decAttnTask) Run(i int) {
@@ -580,15 +602,18 @@ func (t *decAttnTask) Run(i int) {
 	c := d.cfg
 	D, H, hd := c.NEmbd, c.NHead, c.HeadDim()
 	r, h := i/H, i%H
+	if t.store {
+		d.storeHead(t.layer, r, h)
+	}
 	s := d.plan[d.rowSeq[r]].s
 	q := int(d.rowPos[r])
 	qv := d.qkv[r*3*D+h*hd : r*3*D+h*hd+hd]
 	out := d.y[r*D+h*hd : r*D+h*hd+hd]
 	clear(out)
 	st := attnState{m: float32(math.Inf(-1)), scale: float32(1 / math.Sqrt(float64(hd)))}
-	sc := d.scores[i*KVBlockTokens : (i+1)*KVBlockTokens]
-	kOff := d.cache.kvOffset(t.layer, 0, h, 0)
-	vOff := d.cache.kvOffset(t.layer, 1, h, 0)
+	sc := d.scores[i*KVBlockTokens : (i+1)*KVBlockTokens : (i+1)*KVBlockTokens]
+	kOff := d.cache.kOffset(t.layer, h)
+	vOff := d.cache.vOffset(t.layer, h)
 	if w := c.AttnWindow; w > 0 && q-w+1 > 0 {
 		lo := q - w + 1
 		if g := min(c.AttnGlobal, lo); g > 0 {
@@ -610,17 +635,27 @@ type attnState struct {
 }
 
 // keys folds positions lo..hi (inclusive) of s into out, a block of the
-// paged cache at a time: the query against the block's keys in one
-// DotRows, the block's softmax weights in one vector exp, and the values
-// they weigh in one AxpyRows.
+// paged cache at a time: the query against the block's dimension-major
+// keys in one DotCols (all KVBlockTokens slots; those outside lo..hi are
+// ignored), the block's softmax weights in one vector exp, and the values
+// they weigh in one AxpyRows. The block's values and the next block's keys
+// are prefetched first: each is a page the hardware prefetcher has not
+// seen.
 func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, kOff, vOff int) {
 	hd := len(qv)
+	n := d.cache.kvHeadFloats()
+	ck := d.ck
 	for b := lo / KVBlockTokens; b*KVBlockTokens <= hi; b++ {
 		blk := d.cache.data[s.table[b]]
+		ck.Prefetch(blk[vOff : vOff+n])
+		if (b+1)*KVBlockTokens <= hi {
+			nb := d.cache.data[s.table[b+1]]
+			ck.Prefetch(nb[kOff : kOff+n])
+		}
 		s0 := max(lo-b*KVBlockTokens, 0)
 		s1 := min(hi-b*KVBlockTokens, KVBlockTokens-1)
-		p := sc[:s1-s0+1]
-		d.rk.DotRows(qv, blk[kOff+s0*hd:kOff+(s1+1)*hd], hd, p, false)
+		ck.DotCols(qv, blk[kOff:kOff+n], KVBlockTokens, sc, false)
+		p := sc[s0 : s1+1]
 		mx := st.m
 		for j, v := range p {
 			v *= st.scale
@@ -656,6 +691,36 @@ type RowKernels interface {
 	// AxpyRows adds Σ_j alpha[j]·a[j·lda : j·lda+len(y)] to y.
 	AxpyRows(alpha, a []float32, lda int, y []float32)
 }
+
+// ColKernels is an optional extension of Kernels (found by type
+// assertion; *simd.Kernels has it) for the attention over the paged
+// cache's dimension-major keys. Without it the decoder uses portable
+// loops.
+type ColKernels interface {
+	// DotCols sets out[j] = Σ_c x[c]·a[c·lda + j] for j < len(out), or
+	// adds it to out[j] when add is set.
+	DotCols(x, a []float32, lda int, out []float32, add bool)
+	// Prefetch hints that x will be read soon; it changes nothing.
+	Prefetch(x []float32)
+}
+
+// portableCols is ColKernels in Go.
+type portableCols struct{}
+
+func (portableCols) DotCols(x, a []float32, lda int, out []float32, add bool) {
+	n := len(out)
+	if !add {
+		clear(out)
+	}
+	for c, v := range x {
+		row := a[c*lda : c*lda+n]
+		for j, av := range row {
+			out[j] += v * av
+		}
+	}
+}
+
+func (portableCols) Prefetch([]float32) {}
 
 // vecRows makes RowKernels of VectorKernels.
 type vecRows struct{ vk VectorKernels }

@@ -34,8 +34,12 @@ type KVStats struct {
 // stays registered (and readable) in a first-in first-out queue until its
 // memory is needed.
 //
-// Block data is laid out [layer][K|V][head][slot][head_dim], so that one
-// head's keys in a block are contiguous.
+// Block data is laid out [layer][K|V][head][...]: one head's keys or values
+// in a block are contiguous. Values are [slot][head_dim] (the softmax
+// weights sum rows of them); keys are dimension-major, [head_dim][slot], so
+// that a query's scores against a block are head_dim broadcast
+// multiply-adds into a vector of KVBlockTokens lanes, with no horizontal
+// sums (DotCols).
 type kvCache struct {
 	layers, heads, hd int
 	blockFloats       int
@@ -286,11 +290,20 @@ func (c *kvCache) block(s *kvSeq, pos int) []float32 {
 	return c.data[s.table[pos/KVBlockTokens]]
 }
 
-// kvOffset is where the K (kv=0) or V (kv=1) vector of head h at slot
-// sits within a block.
-func (c *kvCache) kvOffset(layer, kv, h, slot int) int {
-	return (((layer*2+kv)*c.heads+h)*KVBlockTokens + slot) * c.hd
+// kOffset is where head h's keys of a layer start within a block: the
+// key of slot s has its element i at kOffset + i·KVBlockTokens + s.
+func (c *kvCache) kOffset(layer, h int) int {
+	return ((layer*2)*c.heads + h) * KVBlockTokens * c.hd
 }
+
+// vOffset is where head h's values of a layer start within a block: the
+// value of slot s is the head_dim elements from vOffset + s·head_dim.
+func (c *kvCache) vOffset(layer, h int) int {
+	return ((layer*2+1)*c.heads + h) * KVBlockTokens * c.hd
+}
+
+// kvHeadFloats is the size of one head's keys (or values) in a block.
+func (c *kvCache) kvHeadFloats() int { return KVBlockTokens * c.hd }
 
 // grow appends blocks to s so that it can hold n positions. The caller
 // has checked available.
