@@ -80,6 +80,10 @@ type planInfo struct {
 	Step       int    `json:"step"`
 	Reason     string `json:"reason"`
 	Done       bool   `json:"done,omitempty"`
+	// BucketBytes is the gradient bucket size every rank uses (the
+	// leader's bucket_mb; 0 in plans written before buckets: the default),
+	// so that all ranks cut the same buckets.
+	BucketBytes int `json:"bucket_bytes,omitempty"`
 }
 
 type member struct {
@@ -406,7 +410,8 @@ func (m *member) rendezvous(ctx context.Context, after, need int) (planInfo, err
 		}
 		if leader && !busy && len(waiting) >= need {
 			np := planInfo{Gen: p.Gen + 1, Members: waiting[:min(len(waiting), m.spec.MaxShards)],
-				ConfigSHA: m.info.ConfigSHA, Tokenizer: m.info.Tokenizer, Fingerprint: m.info.Fingerprint, Reason: "start"}
+				ConfigSHA: m.info.ConfigSHA, Tokenizer: m.info.Tokenizer, Fingerprint: m.info.Fingerprint, Reason: "start",
+				BucketBytes: bucketBytes(m.spec.BucketMB)}
 			if p.Gen == 0 {
 				np.Members = waiting[:m.spec.Shards]
 			} else {
@@ -608,20 +613,128 @@ func (m *member) windows(step int) []int {
 	return offs
 }
 
-// gradients runs this rank's rows of every micro-batch of step and returns
-// its share of the mean gradient, with the loss share and a control slot
-// appended.
-func (m *member) gradients(ctx context.Context, g *gen, step int) ([]float32, error) {
+// DefaultBucketMB is Spec.BucketMB's default.
+const DefaultBucketMB = 4
+
+// bucketBytes is the bucket size of bucket_mb MiB (0: the default), in
+// bytes.
+func bucketBytes(mb float64) int {
+	if mb == 0 {
+		mb = DefaultBucketMB
+	}
+	return int(mb * (1 << 20))
+}
+
+// buckets cuts the n gradients into the pieces all-reduced one by one:
+// size each, from the end of the vector down (the backward pass finishes
+// the last layers first), the one holding gradient 0 possibly shorter.
+// Every rank cuts the same buckets: they depend on n and the plan only.
+type buckets struct{ n, size int }
+
+func (g *gen) buckets(n int) buckets {
+	b := g.p.BucketBytes
+	if b <= 0 {
+		b = bucketBytes(DefaultBucketMB)
+	}
+	return buckets{n: n, size: max(b/4, 1024)}
+}
+
+// count is how many buckets there are (at least 1).
+func (b buckets) count() int { return max(1, (b.n+b.size-1)/b.size) }
+
+// bounds is bucket k's range.
+func (b buckets) bounds(k int) (lo, hi int) {
+	hi = b.n - k*b.size
+	return max(0, hi-b.size), hi
+}
+
+// seqs is how many allreduce sequence numbers one step takes: its
+// evaluation, its buckets, the loss and control slots, the final
+// evaluation (see member.loop).
+func (b buckets) seqs() uint64 { return uint64(b.count()) + 3 }
+
+// arTimes is what one step spent in allreduce: in all (Total), and the
+// part the step waited for after its backward pass ended (Exposed; the
+// rest overlapped the backward pass).
+type arTimes struct{ Total, Exposed time.Duration }
+
+// gradients runs this rank's rows of every micro-batch of step and
+// all-reduces the mean gradient over the ring, bucket by bucket from seq
+// on, each bucket as soon as the last micro-batch's backward pass has
+// finished it; then the loss share and control slot appended after the
+// gradients (seq + count of buckets). It returns the reduced vector.
+func (m *member) gradients(ctx context.Context, g *gen, step int, seq uint64, control float32) ([]float32, arTimes, error) {
 	sp, T := m.spec, m.spec.SeqLen
 	offs := m.windows(step)
-	var acc []float32
+	n := int(m.params)
+	acc := make([]float32, n+2)
 	total := float64(len(offs))
+	lo, hi := g.rows(sp.Batch)
+	rows := hi - lo
+	w := float32(float64(rows) / total)
+	bk := g.buckets(n)
+	var times arTimes
+
+	// The bucket worker all-reduces buckets in order as they are handed
+	// over; a failure cancels the step.
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ready := make(chan int, bk.count())
+	done := make(chan struct{})
+	var arErr error
+	go func() {
+		defer close(done)
+		for k := range ready {
+			if arErr != nil {
+				continue
+			}
+			a, b := bk.bounds(k)
+			st, err := g.ring.AllReduce(bctx, seq+uint64(k), acc[a:b])
+			times.Total += st.Duration
+			if err != nil {
+				arErr = err
+				cancel(err)
+			}
+		}
+	}()
+	// left[k] counts bucket k's gradients not yet accumulated; next is the
+	// first bucket not handed over.
+	left := make([]int, bk.count())
+	for k := range left {
+		a, b := bk.bounds(k)
+		left[k] = b - a
+	}
+	next := 0
+	finished := func(lo, hi int) {
+		for k := (n - hi) / bk.size; k < len(left); k++ {
+			a, b := bk.bounds(k)
+			if b <= lo {
+				break
+			}
+			left[k] -= min(b, hi) - max(a, lo)
+		}
+		for next < len(left) && left[next] == 0 {
+			ready <- next
+			next++
+		}
+	}
+	stop := func(err error) ([]float32, arTimes, error) {
+		cancel(err)
+		close(ready)
+		<-done
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case arErr != nil:
+			err = arErr // the ring failed first: the step was cancelled for it
+		}
+		return nil, times, err
+	}
+
 	var loss float64
 	for a := range sp.GradAccum {
-		lo, hi := g.rows(sp.Batch)
-		rows := hi - lo
 		if rows == 0 {
-			continue
+			break
 		}
 		in, tgt := make([]int32, rows*T), make([]int32, rows*T)
 		for i := range rows {
@@ -629,24 +742,58 @@ func (m *member) gradients(ctx context.Context, g *gen, step int) ([]float32, er
 			copy(in[i*T:], m.train[off:off+T])
 			copy(tgt[i*T:], m.train[off+1:off+T+1])
 		}
-		ts, err := m.be.TrainStep(ctx, accel.TrainStepRequest{ModelID: m.job, Batch: rows, SeqLen: T, Inputs: in, Targets: tgt, ReturnGradients: true})
+		req := accel.TrainStepRequest{ModelID: m.job, Batch: rows, SeqLen: T, Inputs: in, Targets: tgt, ReturnGradients: true}
+		last := a == sp.GradAccum-1
+		if last {
+			// Accumulate each finished range and hand over the buckets it
+			// completes while the backward pass goes on.
+			req.GradientsReady = func(lo, hi int, vals []float32) {
+				if hi > n {
+					return // checked below, from the result
+				}
+				dst := acc[lo:hi]
+				for i, v := range vals {
+					dst[i] += v * w
+				}
+				finished(lo, hi)
+			}
+		}
+		ts, err := m.be.TrainStep(bctx, req)
 		if err != nil {
-			return nil, err
+			return stop(err)
 		}
-		w := float32(float64(rows) / total)
-		if acc == nil {
-			acc = make([]float32, len(ts.Gradients)+2)
+		if len(ts.Gradients) != n {
+			return stop(fmt.Errorf("trainer: the backend returned %d gradients for a model of %d parameters", len(ts.Gradients), n))
 		}
-		for i, v := range ts.Gradients {
-			acc[i] += v * w
+		if !last {
+			for i, v := range ts.Gradients {
+				acc[i] += v * w
+			}
 		}
 		loss += ts.Loss * float64(rows) / total
 	}
-	if acc == nil { // more shards than rows: this rank contributes zeros
-		acc = make([]float32, int(m.params)+2)
+	if rows == 0 { // more shards than rows: this rank contributes zeros
+		finished(0, n)
 	}
-	acc[len(acc)-2] = float32(loss)
-	return acc, nil
+	if next != len(left) {
+		return stop(fmt.Errorf("trainer: the backend reported %d of %d gradient buckets finished", next, len(left)))
+	}
+	close(ready)
+	waitFrom := time.Now()
+	<-done
+	if arErr != nil {
+		return nil, times, arErr
+	}
+	acc[n], acc[n+1] = float32(loss), control
+	st, err := g.ring.AllReduce(ctx, seq+uint64(len(left)), acc[n:])
+	times.Total += st.Duration
+	// What the step waited for (bounded by the allreduce time itself: the
+	// rest of the wait is scheduling).
+	times.Exposed = min(time.Since(waitFrom), times.Total)
+	if err != nil {
+		return nil, times, err
+	}
+	return acc, times, nil
 }
 
 // evaluate is the mean validation loss over the same windows as the
@@ -688,26 +835,28 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 	start := time.Now()
 	windowStart, windowTokens := time.Now(), 0
 	tokensPerStep := int64(sp.Batch * sp.GradAccum * sp.SeqLen)
-	var arTime time.Duration
+	var arTime, arWait time.Duration
+	bk := g.buckets(int(m.params))
+	stride := bk.seqs()
 	reform := false
 	for step < sp.Steps {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		vec, err := m.gradients(ctx, g, step)
-		if err != nil {
-			return Result{}, err
-		}
+		var control float32
 		if reform {
-			vec[len(vec)-1] = 1
+			control = 1
 		}
-		// Allreduce sequence numbers rise through a step: 4s evaluates at
-		// step s, 4s+1 reduces its gradients, 4s+2 is the final evaluation.
-		st, err := g.ring.AllReduce(ctx, uint64(step)*4+1, vec)
+		// Allreduce sequence numbers rise through a step: with K buckets,
+		// (K+3)s evaluates at step s, the next K reduce its gradient
+		// buckets, the next its loss and control slot, and (K+3)s+K+2 is
+		// the final evaluation.
+		vec, ar, err := m.gradients(ctx, g, step, uint64(step)*stride+1, control)
 		if err != nil {
 			return Result{}, err
 		}
-		arTime += st.Duration
+		arTime += ar.Total
+		arWait += ar.Exposed
 		if vec[len(vec)-1] > 0 {
 			if g.rank == 0 {
 				m.em.Log(fmt.Sprintf("re-forming the ring at step %d to admit waiting shards", step))
@@ -731,14 +880,17 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 			g.rep.metric("lr", float64(lr), step)
 			g.rep.metric("grad_norm", up.GradNorm, step)
 			g.rep.metric("tokens_per_sec", tps, step)
-			g.rep.metric("allreduce_ms", float64(st.Duration.Microseconds())/1000, step)
+			// allreduce_ms is what the step waited for after its backward
+			// pass; allreduce_total_ms counts the overlapped buckets too.
+			g.rep.metric("allreduce_ms", float64(ar.Exposed.Microseconds())/1000, step)
+			g.rep.metric("allreduce_total_ms", float64(ar.Total.Microseconds())/1000, step)
 			g.rep.g.set(m.job, "step", float64(step))
 			g.rep.g.set(m.job, "shards", float64(g.world))
 			g.rep.flush()
 			m.em.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s, %d shards", loss, tps, g.world))
 		}
 		if step%sp.EvalEvery == 0 && step != sp.Steps {
-			vl, err := m.evaluate(ctx, g, uint64(step)*4)
+			vl, err := m.evaluate(ctx, g, uint64(step)*stride)
 			if err != nil {
 				return Result{}, err
 			}
@@ -771,7 +923,7 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 			}
 		}
 	}
-	final, err := m.evaluate(ctx, g, uint64(step)*4+2)
+	final, err := m.evaluate(ctx, g, uint64(step)*stride+stride-1)
 	if err != nil {
 		return Result{}, err
 	}
@@ -779,7 +931,9 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 	res.Steps, res.FinalLoss = step, final
 	res.Seconds = time.Since(start).Seconds()
 	res.TokensPerSec = float64(res.Tokens) / res.Seconds
-	res.AllReduceSeconds = arTime.Seconds()
+	res.AllReduceSeconds, res.AllReduceWaitSeconds = arTime.Seconds(), arWait.Seconds()
+	m.log.Info("gradient allreduce", "buckets", bk.count(), "bucket_bytes", 4*bk.size,
+		"total_s", arTime.Seconds(), "waited_s", arWait.Seconds(), "hidden_s", (arTime - arWait).Seconds())
 	res.Restarts = m.restarts
 	res.Rank = g.rank
 	if g.rank != 0 {

@@ -67,6 +67,11 @@ type Spec struct {
 	// (seconds, default 10): a dead peer is noticed within it.
 	JoinTimeout       float64 `json:"join_timeout_s,omitempty"`
 	CollectiveTimeout float64 `json:"collective_timeout_s,omitempty"`
+	// BucketMB is the size of a data-parallel gradient bucket in MiB
+	// (0: DefaultBucketMB, 4): each shard all-reduces its gradients bucket by bucket
+	// as its backward pass finishes them, from the last layer's down,
+	// while the pass goes on. The leading shard's value holds for the ring.
+	BucketMB float64 `json:"bucket_mb,omitempty"`
 	// KeepCheckpoints is how many checkpoints are kept (default 3).
 	KeepCheckpoints int `json:"keep_checkpoints,omitempty"`
 	// GradAccum is how many micro-batches of Batch rows make one step
@@ -224,6 +229,8 @@ func (s *Spec) validateShards() error {
 	switch {
 	case s.JoinTimeout < 0 || s.JoinTimeout > 86400 || s.CollectiveTimeout < 0 || s.CollectiveTimeout > 3600:
 		return fmt.Errorf("join_timeout_s %g or collective_timeout_s %g out of range (0, 86400] and (0, 3600]", s.JoinTimeout, s.CollectiveTimeout)
+	case !(s.BucketMB >= 0 && s.BucketMB <= 1024):
+		return fmt.Errorf("bucket_mb %g out of range (0, 1024]", s.BucketMB)
 	case s.KeepCheckpoints < 1 || s.KeepCheckpoints > 100:
 		return fmt.Errorf("keep_checkpoints %d out of range [1, 100]", s.KeepCheckpoints)
 	case s.GradAccum < 1 || s.GradAccum > 1024 || s.Batch*s.GradAccum > 65536:

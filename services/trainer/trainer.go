@@ -91,7 +91,10 @@ type Result struct {
 	// then counts the activation and gradient-norm allreduces of the
 	// training steps, AllReduces how many there were, and
 	// AllReduceWaitSeconds the part of AllReduceSeconds the computation
-	// waited for (the backward pass overlaps the rest).
+	// waited for (the backward pass overlaps the rest). In data-parallel
+	// jobs AllReduceWaitSeconds is likewise the part of the gradient
+	// allreduces (bucket by bucket, Spec.BucketMB) a step waited for after
+	// its backward pass.
 	Parallel             string  `json:"parallel,omitempty"`
 	AllReduces           int64   `json:"allreduces,omitempty"`
 	AllReduceWaitSeconds float64 `json:"allreduce_wait_seconds,omitempty"`
