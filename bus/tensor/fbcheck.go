@@ -69,10 +69,21 @@ func (b fbuf) table(pos int) (fbTable, error) {
 }
 
 // field returns the position of slot's value, or 0 when absent.
+//
+// A slot is present when its vtable entry starts inside the vtable, as
+// the flatbuffers runtime that arrow-go uses decides it (entry offset <
+// vtable size): with an odd vtable size the last entry's second byte lies
+// past the vtable, and that entry still counts. Deciding otherwise here
+// would let a field through unchecked that arrow-go then reads — a
+// 560-byte payload so hid a schema's custom_metadata vector whose length
+// arrow-go allocated 12 GiB for.
 func (t fbTable) field(slot int) (int, error) {
 	e := 4 + 2*slot
-	if e+2 > t.vtSize {
+	if e >= t.vtSize {
 		return 0, nil
+	}
+	if t.vt+e+2 > len(t.b) {
+		return 0, malformed("vtable entry %d at %d out of %d bytes", slot, t.vt+e, len(t.b))
 	}
 	off := int(binary.LittleEndian.Uint16(t.b[t.vt+e:]))
 	if off == 0 {
