@@ -100,7 +100,7 @@ type Decoder struct {
 	rk                          RowKernels
 	rkOwn                       RowKernels // the kernels' RowKernels, or nil
 	ck                          ColKernels
-	scores                      []float32  // attention: a block of scores per (row, head)
+	scores                      []float32  // attention: a chunk of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
 	// wP holds the weights packed for the kernels' GEMM (see packed).
@@ -344,7 +344,7 @@ func (d *Decoder) ensure(rows, seqs int) {
 		}
 		d.mean = make([]float32, n)
 		d.rstd = make([]float32, n)
-		d.scores = make([]float32, n*d.cfg.NHead*KVBlockTokens)
+		d.scores = make([]float32, n*d.cfg.NHead*attnChunk)
 		if d.cfg.RoPE() {
 			d.rc = make([]float32, n*half)
 			d.rs = make([]float32, n*half)
@@ -442,7 +442,7 @@ func (d *Decoder) run(threshold float32) {
 		if A == 0 {
 			continue
 		}
-		d.tAttn.layer, d.tAttn.store = l, fuse
+		d.tAttn.layer, d.tAttn.store, d.tAttn.n = l, fuse, A*H
 		d.par(&d.tAttn, A*H, A*d.maxKeys*D)
 		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
 		addTo(d.x[:A*D], d.tmp[:A*D])
@@ -590,11 +590,12 @@ func (d *Decoder) swapRows(a, b int) {
 
 // decAttnTask is attention for one (row, head) of the step: the row's
 // query over the visible cached keys of its sequence, with an online
-// softmax one block at a time (no score buffer).
+// softmax one chunk of positions at a time (see attnState.keys).
 type decAttnTask struct {
 	d     *Decoder
 	layer int
 	store bool // store the row's K and V of the head first (see run)
+	n     int  // pieces
 }
 
 func (t *decAttnTask) Run(i int) {
@@ -602,6 +603,9 @@ func (t *decAttnTask) Run(i int) {
 	c := d.cfg
 	D, H, hd := c.NEmbd, c.NHead, c.HeadDim()
 	r, h := i/H, i%H
+	if i+1 < t.n {
+		t.prefetch(i + 1)
+	}
 	if t.store {
 		d.storeHead(t.layer, r, h)
 	}
@@ -611,7 +615,7 @@ func (t *decAttnTask) Run(i int) {
 	out := d.y[r*D+h*hd : r*D+h*hd+hd]
 	clear(out)
 	st := attnState{m: float32(math.Inf(-1)), scale: float32(1 / math.Sqrt(float64(hd)))}
-	sc := d.scores[i*KVBlockTokens : (i+1)*KVBlockTokens : (i+1)*KVBlockTokens]
+	sc := d.scores[i*attnChunk : (i+1)*attnChunk : (i+1)*attnChunk]
 	kOff := d.cache.kOffset(t.layer, h)
 	vOff := d.cache.vOffset(t.layer, h)
 	if w := c.AttnWindow; w > 0 && q-w+1 > 0 {
@@ -629,38 +633,77 @@ func (t *decAttnTask) Run(i int) {
 	}
 }
 
+// prefetch hints the memory piece i starts with (most often the next piece
+// the same goroutine takes): the keys of its first block and, when it
+// stores, the lines its key and value go to, so that they are on their way
+// while this piece runs.
+func (t *decAttnTask) prefetch(i int) {
+	d := t.d
+	H := d.cfg.NHead
+	r, h := i/H, i%H
+	s := d.plan[d.rowSeq[r]].s
+	q := int(d.rowPos[r])
+	lo := 0
+	if w := d.cfg.AttnWindow; w > 0 && q-w+1 > 0 && d.cfg.AttnGlobal == 0 {
+		lo = q - w + 1
+	}
+	n := d.cache.kvHeadFloats()
+	kOff := d.cache.kOffset(t.layer, h)
+	d.ck.Prefetch(d.cache.data[s.table[lo/KVBlockTokens]][kOff : kOff+n])
+	if t.store && q/KVBlockTokens != lo/KVBlockTokens {
+		hd := d.cfg.HeadDim()
+		blk := d.cache.block(s, q)
+		d.ck.Prefetch(blk[kOff : kOff+n])
+		v := d.cache.vOffset(t.layer, h) + q%KVBlockTokens*hd
+		d.ck.Prefetch(blk[v : v+hd])
+	}
+}
+
+// attnChunk is how many positions a piece of attention scores at a time
+// (a multiple of KVBlockTokens): every block's keys of a chunk first, then
+// one softmax pass over the chunk's scores, then the values. Chunks fold
+// into a running (online) softmax.
+const attnChunk = 8 * KVBlockTokens
+
 // attnState is a running (online) softmax: max m, normaliser l.
 type attnState struct {
 	m, l, scale float32
 }
 
-// keys folds positions lo..hi (inclusive) of s into out, a block of the
-// paged cache at a time: the query against the block's dimension-major
-// keys in one DotCols (all KVBlockTokens slots; those outside lo..hi are
-// ignored), the block's softmax weights in one vector exp, and the values
-// they weigh in one AxpyRows. The block's values and the next block's keys
-// are prefetched first: each is a page the hardware prefetcher has not
-// seen.
+// keys folds positions lo..hi (inclusive) of s into out, attnChunk
+// positions at a time: the query against each block's dimension-major keys
+// in one DotCols (all KVBlockTokens slots into sc, block-aligned; those
+// outside lo..hi are ignored), the chunk's softmax weights in one vector
+// exp, then each block's values they weigh in one AxpyRows. Each block's
+// values and the next block's keys are prefetched as its keys are scored:
+// each is a page the hardware prefetcher has not seen.
 func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, kOff, vOff int) {
 	hd := len(qv)
 	n := d.cache.kvHeadFloats()
 	ck := d.ck
-	for b := lo / KVBlockTokens; b*KVBlockTokens <= hi; b++ {
-		blk := d.cache.data[s.table[b]]
-		ck.Prefetch(blk[vOff : vOff+n])
-		if (b+1)*KVBlockTokens <= hi {
-			nb := d.cache.data[s.table[b+1]]
-			ck.Prefetch(nb[kOff : kOff+n])
+	for c0 := lo; c0 <= hi; {
+		b0 := c0 / KVBlockTokens
+		base := b0 * KVBlockTokens
+		c1 := min(hi, base+attnChunk-1)
+		b1 := c1 / KVBlockTokens
+		for b := b0; b <= b1; b++ {
+			blk := d.cache.data[s.table[b]]
+			ck.Prefetch(blk[vOff : vOff+n])
+			if b < hi/KVBlockTokens {
+				nb := d.cache.data[s.table[b+1]]
+				ck.Prefetch(nb[kOff : kOff+n])
+			}
+			j := (b - b0) * KVBlockTokens
+			ck.DotCols(qv, blk[kOff:kOff+n], KVBlockTokens, sc[j:j+KVBlockTokens], false)
 		}
-		s0 := max(lo-b*KVBlockTokens, 0)
-		s1 := min(hi-b*KVBlockTokens, KVBlockTokens-1)
-		ck.DotCols(qv, blk[kOff:kOff+n], KVBlockTokens, sc, false)
-		p := sc[s0 : s1+1]
-		mx := st.m
+		p := sc[c0-base : c1-base+1]
+		mx, scale := st.m, st.scale
 		for j, v := range p {
-			v *= st.scale
+			v *= scale
 			p[j] = v
-			mx = max(mx, v)
+			if v > mx { // a NaN score makes its weight NaN in expShift
+				mx = v
+			}
 		}
 		if mx > st.m {
 			f := expf(st.m - mx)
@@ -671,10 +714,19 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, k
 			st.m = mx
 		}
 		expShift(p, p, st.m)
+		l := st.l
 		for _, v := range p {
-			st.l += v
+			l += v
 		}
-		d.rk.AxpyRows(p, blk[vOff+s0*hd:vOff+(s1+1)*hd], hd, out)
+		st.l = l
+		for b := b0; b <= b1; b++ {
+			blk := d.cache.data[s.table[b]]
+			s0 := max(c0-b*KVBlockTokens, 0)
+			s1 := min(c1-b*KVBlockTokens, KVBlockTokens-1)
+			j := b*KVBlockTokens - base
+			d.rk.AxpyRows(sc[j+s0:j+s1+1], blk[vOff+s0*hd:vOff+(s1+1)*hd], hd, out)
+		}
+		c0 = c1 + 1
 	}
 }
 

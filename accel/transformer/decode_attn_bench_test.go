@@ -62,7 +62,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 			cpu0 := cpuTime()
 			for b.Loop() {
 				for l := range benchConfig.NLayer {
-					d.tAttn.layer = l
+					d.tAttn.layer, d.tAttn.n = l, n
 					for i := range n {
 						d.tAttn.Run(i)
 					}
