@@ -19,15 +19,16 @@ import (
 // text in the Prometheus exposition: each is a gauge
 // llmesh_trainer_<name> holding the last value reported.
 var metricHelp = map[string]string{
-	"loss":              "training loss of the last step",
-	"lr":                "learning rate of the last step",
-	"grad_norm":         "global gradient norm of the last step, before clipping",
-	"tokens_per_sec":    "training tokens per second over the last logging window, all shards",
-	"allreduce_ms":      "milliseconds of the last gradient allreduce",
-	"allreduce_wait_ms": "milliseconds of the last step's allreduces that the computation waited for (tensor-parallel jobs)",
-	"val_loss":          "last validation loss",
-	"step":              "last completed step",
-	"shards":            "shards in the current ring",
+	"loss":               "training loss of the last step",
+	"lr":                 "learning rate of the last step",
+	"grad_norm":          "global gradient norm of the last step, before clipping",
+	"tokens_per_sec":     "training tokens per second over the last logging window, all shards",
+	"allreduce_ms":       "milliseconds of the last gradient allreduce",
+	"allreduce_total_ms": "milliseconds of the last step's gradient allreduces in all, overlapped with the backward pass or not (data-parallel jobs)",
+	"allreduce_wait_ms":  "milliseconds of the last step's allreduces that the computation waited for (tensor-parallel jobs)",
+	"val_loss":           "last validation loss",
+	"step":               "last completed step",
+	"shards":             "shards in the current ring",
 }
 
 // allReduceBuckets are the bounds, in seconds, of the allreduce histogram:

@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	busv1 "github.com/llmesh/llmesh/contracts/gen/llmesh/bus/v1"
 )
 
 // scrape GETs s's metrics in the text exposition format and parses them.
@@ -135,5 +137,30 @@ func TestMetricsExposition(t *testing.T) {
 	var other Service
 	if fams := scrape(t, &other); len(fams) != 0 {
 		t.Errorf("a second service exposes another's metrics: %v", fams)
+	}
+}
+
+// checkGauges checks that every metric job's events report has a gauge in
+// the exposition holding the last value reported.
+func checkGauges(t *testing.T, e *env, fams map[string]*dto.MetricFamily, job string) {
+	t.Helper()
+	last := map[string]float64{}
+	for _, ev := range e.events(t, job) {
+		if m, ok := ev.Body.(*busv1.Event_Metric); ok {
+			last[m.Metric.Name] = m.Metric.Value
+		}
+	}
+	if len(last) == 0 {
+		t.Errorf("job %s reported no metrics", job)
+	}
+	for name, v := range last {
+		m := series(fams, "llmesh_trainer_"+name, job)
+		if m.GetGauge() == nil {
+			t.Errorf("no gauge llmesh_trainer_%s{job=%q} for the job's %s events: is %q in metricHelp?", name, job, name, name)
+			continue
+		}
+		if got := m.GetGauge().GetValue(); got != v {
+			t.Errorf("llmesh_trainer_%s{job=%q} = %v, want the last %s event's %v", name, job, got, name, v)
+		}
 	}
 }

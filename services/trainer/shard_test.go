@@ -144,6 +144,7 @@ func TestDataParallelMatchesOneShard(t *testing.T) {
 		}
 	}
 	fams := scrape(t, e.s)
+	checkGauges(t, e, fams, two)
 	if typ := fams["llmesh_trainer_loss"].GetType(); typ != dto.MetricType_GAUGE {
 		t.Errorf("llmesh_trainer_loss is a %v, want a gauge", typ)
 	}

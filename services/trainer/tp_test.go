@@ -56,6 +56,7 @@ func TestTensorParallelMatchesOneShard(t *testing.T) {
 	}
 	// Rank 0 counts every step and times each step's allreduces.
 	fams := scrape(t, e.s)
+	checkGauges(t, e, fams, two)
 	if got := sample(t, fams, "llmesh_trainer_steps_total", two); got != 24 {
 		t.Errorf("llmesh_trainer_steps_total = %v, want 24", got)
 	}
