@@ -95,12 +95,13 @@ type Decoder struct {
 	candSeq                     []int32
 	tAttn                       decAttnTask
 	tAct                        decActTask
+	tNorm                       decNormTask
 	tGemv                       gemvTask
 	vk                          VectorKernels
 	rk                          RowKernels
 	rkOwn                       RowKernels // the kernels' RowKernels, or nil
 	ck                          ColKernels
-	scores                      []float32  // attention: a chunk of scores per (row, head)
+	scores                      []float32 // attention: a chunk of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
 	// wP holds the weights packed for the kernels' GEMM (see packed).
@@ -421,10 +422,12 @@ func (d *Decoder) run(threshold float32) {
 		d.maxKeys = min(d.maxKeys, w+c.AttnGlobal)
 	}
 	exits := threshold > 0 && len(c.ExitLayers) > 0
+	pending := 0 // rows of x still to add d.tmp (the last MLP's output) to
 	for l := range c.NLayer {
 		lp := &d.m.p.layers[l]
 		// Every row, exited ones included, gets this layer's K and V.
-		normForward(d.h, d.mean, d.rstd, d.x[:N*D], lp.ln1W, lp.ln1B, N, D)
+		d.norm(lp.ln1W, lp.ln1B, N, pending)
+		pending = 0
 		d.linear(d.qkv, d.h, lp.attnW, lp.attnB, N, D, 3*D)
 		if c.RoPE() {
 			d.rope(N)
@@ -445,17 +448,20 @@ func (d *Decoder) run(threshold float32) {
 		d.tAttn.layer, d.tAttn.store, d.tAttn.n = l, fuse, A*H
 		d.par(&d.tAttn, A*H, A*d.maxKeys*D)
 		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
-		addTo(d.x[:A*D], d.tmp[:A*D])
-		normForward(d.h, d.mean, d.rstd, d.x[:A*D], lp.ln2W, lp.ln2B, A, D)
+		d.norm(lp.ln2W, lp.ln2B, A, A)
 		d.linear(d.fc, d.h, lp.fcW, lp.fcB, A, D, 4*D)
 		if c.SwiGLU() {
 			d.linear(d.gate, d.h, lp.gateW, lp.gateB, A, D, 4*D)
 		}
 		d.activate(A)
 		d.linear(d.tmp, d.fc, lp.mprojW, lp.mprojB, A, 4*D, D)
-		addTo(d.x[:A*D], d.tmp[:A*D])
-		if exits && d.exitAt[l] >= 0 {
-			d.tryExit(l, threshold)
+		if exit := exits && d.exitAt[l] >= 0; exit || l == c.NLayer-1 {
+			addTo(d.x[:A*D], d.tmp[:A*D])
+			if exit {
+				d.tryExit(l, threshold)
+			}
+		} else {
+			pending = A // added by the next layer's first norm
 		}
 	}
 	// Final norm and logits of the sequences that did not exit.
@@ -792,6 +798,44 @@ func (r vecRows) AxpyRows(alpha, a []float32, lda int, y []float32) {
 	n := len(y)
 	for j, v := range alpha {
 		r.vk.Axpy(v, a[j*lda:j*lda+n], y)
+	}
+}
+
+// decNormTask is the residual add fused with the norm that follows it,
+// over chunks of rows: rows below add get x += d.tmp first, then every row
+// d.h = norm(x) (see addNormForward).
+type decNormTask struct {
+	d      *Decoder
+	w, b   []float32
+	add    int
+	n, per int
+}
+
+// norm sets d.h to the norm (weights w, b) of the first n rows of d.x,
+// after adding d.tmp to its first add rows, in parallel when it pays.
+func (d *Decoder) norm(w, b []float32, n, add int) {
+	D := d.cfg.NEmbd
+	work := 4 * n * D
+	chunks := 1
+	if work >= shortWork {
+		chunks = min(n, 4*d.pool.Helpers()+4)
+	}
+	t := &d.tNorm
+	*t = decNormTask{d: d, w: w, b: b, add: add, n: n, per: (n + chunks - 1) / chunks}
+	d.par(t, chunks, work)
+	t.w, t.b = nil, nil
+}
+
+func (t *decNormTask) Run(i int) {
+	d := t.d
+	D := d.cfg.NEmbd
+	lo, hi := i*t.per, min((i+1)*t.per, t.n)
+	if a := min(hi, t.add); lo < a {
+		addNormForward(d.h, d.mean, d.rstd, d.x, d.tmp, nil, t.w, t.b, lo, a, D)
+		lo = a
+	}
+	if lo < hi {
+		addNormForward(d.h, d.mean, d.rstd, d.x, nil, nil, t.w, t.b, lo, hi, D)
 	}
 }
 
