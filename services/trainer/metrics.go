@@ -65,7 +65,7 @@ func (g *gauges) init() {
 		g.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_restarts_total",
 			Help: "restarts from a checkpoint: after a plugin died, or after a ring of shards failed"}, []string{"job"})
 		g.allreduce = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmesh_trainer_allreduce_seconds",
-			Help: "seconds of the gradient allreduce of each step", Buckets: allReduceBuckets}, []string{"job"})
+			Help: "seconds of each training step's allreduces (gradients of data-parallel jobs; activations and gradient norm of tensor-parallel jobs)", Buckets: allReduceBuckets}, []string{"job"})
 		g.reg.MustRegister(g.steps, g.tokens, g.restarts, g.allreduce)
 	})
 }
