@@ -101,6 +101,7 @@ type Decoder struct {
 	rk                          RowKernels
 	rkOwn                       RowKernels // the kernels' RowKernels, or nil
 	ck                          ColKernels
+	gk                          GeluKernels // the kernels' own, or nil
 	scores                      []float32 // attention: a chunk of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
@@ -152,6 +153,9 @@ func NewDecoder(m *Model, budgetBlocks int) *Decoder {
 	d.ck = portableCols{}
 	if ck, ok := m.k.(ColKernels); ok {
 		d.ck = ck
+	}
+	if gk, ok := m.k.(GeluKernels); ok {
+		d.gk = gk
 	}
 	d.rk = vecRows{d.vk}
 	if rk, ok := m.k.(RowKernels); ok {
@@ -839,6 +843,15 @@ func (t *decNormTask) Run(i int) {
 	}
 }
 
+// GeluKernels is an optional extension of Kernels (found by type
+// assertion; *simd.Kernels has it): the MLP's GELU in one vector pass.
+// Without it the decoder computes it as geluForward does.
+type GeluKernels interface {
+	// GeluTanh sets x[i] = x[i]·sigmoid(2u), u = sqrt(2/π)·(x[i] +
+	// 0.044715·x[i]³) (GELU, tanh form), in place.
+	GeluTanh(x []float32)
+}
+
 // decActTask applies the MLP activation to chunks of rows of d.fc: GELU
 // (tanh form, as Model), or SwiGLU's silu(gate)·up.
 type decActTask struct {
@@ -882,6 +895,10 @@ func (t *decActTask) Run(i int) {
 		return
 	}
 	// GELU (tanh form) as x·sigmoid(2u), as geluForward.
+	if d.gk != nil {
+		d.gk.GeluTanh(x)
+		return
+	}
 	for b0 := 0; b0 < len(x); b0 += len(e) {
 		xs := x[b0:min(b0+len(e), len(x))]
 		es := e[:len(xs)]
