@@ -102,7 +102,7 @@ type Decoder struct {
 	rkOwn                       RowKernels // the kernels' RowKernels, or nil
 	ck                          ColKernels
 	gk                          GeluKernels // the kernels' own, or nil
-	scores                      []float32 // attention: a chunk of scores per (row, head)
+	scores                      []float32   // attention: a chunk of scores per (row, head)
 	// wT holds transposed copies of the layer weights (see transposed).
 	wT map[*float32][]float32
 	// wP holds the weights packed for the kernels' GEMM (see packed).
