@@ -450,7 +450,12 @@ func (d *Decoder) run(threshold float32) {
 			continue
 		}
 		d.tAttn.layer, d.tAttn.store, d.tAttn.n = l, fuse, A*H
-		d.par(&d.tAttn, A*H, A*d.maxKeys*D)
+		if work := A * d.maxKeys * D; 8*work >= attnStreamBytes {
+			// Bound by memory, not multiply-adds: worth a wake-up.
+			d.pool.Run(&d.tAttn, A*H)
+		} else {
+			d.par(&d.tAttn, A*H, work)
+		}
 		d.linear(d.tmp, d.y, lp.projW, lp.projB, A, D, D)
 		d.norm(lp.ln2W, lp.ln2B, A, A)
 		d.linear(d.fc, d.h, lp.fcW, lp.fcB, A, D, 4*D)
@@ -668,6 +673,13 @@ func (t *decAttnTask) prefetch(i int) {
 		d.ck.Prefetch(blk[v : v+hd])
 	}
 }
+
+// attnStreamBytes is the most KV-cache bytes (8 per key and model
+// dimension: a float of K and one of V) a step's attention reads before
+// it counts as streaming from memory rather than from the core's cache:
+// then it runs at memory speed, hundreds of microseconds at batch 32, and
+// is split across the pool even if that wakes a parked helper.
+const attnStreamBytes = 1 << 20
 
 // attnChunk is how many positions a piece of attention scores at a time
 // (a multiple of KVBlockTokens): every block's keys of a chunk first, then
