@@ -67,3 +67,48 @@ func TestDecodeAttentionBlocks(t *testing.T) {
 		}
 	}
 }
+
+// A decode step whose attention streams more than attnStreamBytes of KV
+// cache runs on the whole pool, each (row, head) piece storing its own key
+// and value first (one row per sequence): 32 sequences past 80 positions,
+// with a head size (16) that is one vector and a partial last block, every
+// step's logits (of a sample of the sequences) against the float64
+// recomputation on every kernel set.
+func TestDecodeAttentionStreaming(t *testing.T) {
+	cfg := Config{VocabSize: 53, NCtx: 96, NEmbd: 64, NLayer: 1, NHead: 4}.withDefaults()
+	const batch = 32
+	for name, k := range testKernels() {
+		t.Run(name, func(t *testing.T) {
+			m := New(cfg, k, 1)
+			randomize(m, 5)
+			d := NewDecoder(m, batch*cfg.NCtx/KVBlockTokens)
+			r := rand.New(rand.NewPCG(3, 4))
+			hist := map[uint64][]int32{}
+			seqs := make([]DecodeSeq, batch)
+			for i := range seqs {
+				toks := randTokens(r, 79, cfg.VocabSize)
+				hist[uint64(i)] = toks
+				seqs[i] = DecodeSeq{ID: uint64(i), Tokens: toks}
+			}
+			for step := range 3 {
+				if step > 0 {
+					for i := range seqs {
+						toks := randTokens(r, 1, cfg.VocabSize)
+						hist[uint64(i)] = append(hist[uint64(i)], toks...)
+						seqs[i].Tokens = toks
+					}
+				}
+				res, err := d.Step(seqs, nil, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if step > 0 && 8*d.active*d.maxKeys*cfg.NEmbd < attnStreamBytes {
+					t.Fatalf("step %d streams %d bytes, under attnStreamBytes: the test no longer covers the pool path", step, 8*d.active*d.maxKeys*cfg.NEmbd)
+				}
+				for i := step % 5; i < batch; i += 5 { // a sample: the reference is slow
+					closeLogits(t, name+" step "+itoa(step)+" id "+itoa(i), res.Logits[i], refLogits(m, hist[uint64(i)], nil))
+				}
+			}
+		})
+	}
+}
