@@ -754,10 +754,9 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, k
 
 // RowKernels is an optional extension of Kernels (found by type
 // assertion; *simd.Kernels has it) with products over rows of a matrix lda
-// apart, one call each: the attention's query against a block of the
-// paged cache's keys and its softmax weights over the block's values, and
-// the single-row products of a decode step. Without it the decoder makes
-// them of VectorKernels' Dot and Axpy.
+// apart, one call each: the attention's softmax weights over a block of
+// the paged cache's values, and the single-row products of a decode step.
+// Without it the decoder makes them of VectorKernels' Dot and Axpy.
 type RowKernels interface {
 	// DotRows sets out[j] = x · a[j·lda : j·lda+len(x)], or adds it to
 	// out[j] when add is set.
