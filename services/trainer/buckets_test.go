@@ -18,7 +18,7 @@ func TestBuckets(t *testing.T) {
 		n, bucketBytes int
 		want           int
 	}{
-		"default":         {n: 4_200_000, want: 5},
+		"default":         {n: 4_200_000, want: 17},
 		"exact":           {n: 3 * 1024, bucketBytes: 4096, want: 3},
 		"ragged":          {n: 3*1024 + 1, bucketBytes: 4096, want: 4},
 		"below the floor": {n: 5000, bucketBytes: 8, want: 5}, // at least 1024 gradients a bucket

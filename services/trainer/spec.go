@@ -67,10 +67,11 @@ type Spec struct {
 	// (seconds, default 10): a dead peer is noticed within it.
 	JoinTimeout       float64 `json:"join_timeout_s,omitempty"`
 	CollectiveTimeout float64 `json:"collective_timeout_s,omitempty"`
-	// BucketMB is the size of a data-parallel gradient bucket in MiB
-	// (0: DefaultBucketMB, 4): each shard all-reduces its gradients bucket by bucket
-	// as its backward pass finishes them, from the last layer's down,
-	// while the pass goes on. The leading shard's value holds for the ring.
+	// BucketMB is the size of a data-parallel gradient bucket in MiB (0:
+	// DefaultBucketMB, 1): each shard all-reduces its gradients bucket by
+	// bucket as its backward pass finishes them, from the last layer's
+	// down, while the pass goes on. The leading shard's value holds for
+	// the ring.
 	BucketMB float64 `json:"bucket_mb,omitempty"`
 	// KeepCheckpoints is how many checkpoints are kept (default 3).
 	KeepCheckpoints int `json:"keep_checkpoints,omitempty"`
