@@ -449,8 +449,10 @@ func (d *Decoder) run(threshold float32) {
 		if A == 0 {
 			continue
 		}
-		d.tAttn.layer, d.tAttn.store, d.tAttn.n = l, fuse, A*H
-		if work := A * d.maxKeys * D; 8*work >= attnStreamBytes {
+		work := A * d.maxKeys * D
+		stream := 8*work >= attnStreamBytes
+		d.tAttn.layer, d.tAttn.store, d.tAttn.n, d.tAttn.stream = l, fuse, A*H, stream
+		if stream {
 			// Bound by memory, not multiply-adds: worth a wake-up.
 			d.pool.Run(&d.tAttn, A*H)
 		} else {
@@ -610,7 +612,12 @@ type decAttnTask struct {
 	d     *Decoder
 	layer int
 	store bool // store the row's K and V of the head first (see run)
-	n     int  // pieces
+	// stream says that the step's KV cache does not stay in the core's
+	// cache (see attnStreamBytes): then each piece prefetches what it and
+	// the next piece read; below that the prefetches cost more than the
+	// misses they save.
+	stream bool
+	n      int // pieces
 }
 
 func (t *decAttnTask) Run(i int) {
@@ -618,7 +625,7 @@ func (t *decAttnTask) Run(i int) {
 	c := d.cfg
 	D, H, hd := c.NEmbd, c.NHead, c.HeadDim()
 	r, h := i/H, i%H
-	if i+1 < t.n {
+	if t.stream && i+1 < t.n {
 		t.prefetch(i + 1)
 	}
 	if t.store {
@@ -697,12 +704,13 @@ type attnState struct {
 // in one DotCols (all KVBlockTokens slots into sc, block-aligned; those
 // outside lo..hi are ignored), the chunk's softmax weights in one vector
 // exp, then each block's values they weigh in one AxpyRows. Each block's
-// values and the next block's keys are prefetched as its keys are scored:
-// each is a page the hardware prefetcher has not seen.
+// values and the next block's keys are prefetched as its keys are scored
+// when the step streams its cache from memory: each is a page the hardware
+// prefetcher has not seen.
 func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, kOff, vOff int) {
 	hd := len(qv)
 	n := d.cache.kvHeadFloats()
-	ck := d.ck
+	ck, pf := d.ck, d.tAttn.stream
 	for c0 := lo; c0 <= hi; {
 		b0 := c0 / KVBlockTokens
 		base := b0 * KVBlockTokens
@@ -710,10 +718,12 @@ func (st *attnState) keys(d *Decoder, s *kvSeq, qv, out, sc []float32, lo, hi, k
 		b1 := c1 / KVBlockTokens
 		for b := b0; b <= b1; b++ {
 			blk := d.cache.data[s.table[b]]
-			ck.Prefetch(blk[vOff : vOff+n])
-			if b < hi/KVBlockTokens {
-				nb := d.cache.data[s.table[b+1]]
-				ck.Prefetch(nb[kOff : kOff+n])
+			if pf {
+				ck.Prefetch(blk[vOff : vOff+n])
+				if b < hi/KVBlockTokens {
+					nb := d.cache.data[s.table[b+1]]
+					ck.Prefetch(nb[kOff : kOff+n])
+				}
 			}
 			j := (b - b0) * KVBlockTokens
 			ck.DotCols(qv, blk[kOff:kOff+n], KVBlockTokens, sc[j:j+KVBlockTokens], false)

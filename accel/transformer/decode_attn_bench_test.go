@@ -62,7 +62,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 			cpu0 := cpuTime()
 			for b.Loop() {
 				for l := range benchConfig.NLayer {
-					d.tAttn.layer, d.tAttn.n = l, n
+					d.tAttn.layer, d.tAttn.n = l, n // stream and store: as the step left them
 					for i := range n {
 						d.tAttn.Run(i)
 					}
