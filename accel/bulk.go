@@ -20,7 +20,10 @@ import (
 // connection. A 17 MB gradient costs two memory copies this way against
 // protobuf encoding, TLS and HTTP/2 flow control the other. Small vectors,
 // hosts without a writable temporary directory and plugins that cannot open
-// the file fall back to the message itself.
+// the file fall back to the message itself. A TrainStep whose request has
+// GradientsReady goes through TrainStepStream: the plugin writes each
+// finished range of gradients into the file and then sends its bounds, so
+// the host can use it while the backward pass goes on.
 
 const (
 	// bulkPrefix starts the name of every bulk file; the plugin side opens

@@ -24,7 +24,12 @@
 // global batch (the rows of Batch×GradAccum windows drawn from PCG(seed,
 // step)), weights its gradients by its rows, and the ranks sum them with the
 // ring allreduce of package collective over core NATS; every rank then
-// applies the same update, so the replicas stay identical.
+// applies the same update, so the replicas stay identical. The gradients
+// travel in buckets (bucket_mb, cut from the end of the vector down, the
+// same on every rank): the backend reports each layer's gradients as the
+// backward pass of the step's last micro-batch finishes them
+// (accel.TrainStepRequest.GradientsReady), and a bucket is all-reduced as
+// soon as it is complete, while the pass goes on.
 //
 // A dead or hung shard makes the allreduce time out (collective_timeout_s);
 // the others return to the rendezvous, the leader (a new one, if the leader
