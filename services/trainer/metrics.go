@@ -19,16 +19,15 @@ import (
 // text in the Prometheus exposition: each is a gauge
 // llmesh_trainer_<name> holding the last value reported.
 var metricHelp = map[string]string{
-	"loss":               "training loss of the last step",
-	"lr":                 "learning rate of the last step",
-	"grad_norm":          "global gradient norm of the last step, before clipping",
-	"tokens_per_sec":     "training tokens per second over the last logging window, all shards",
-	"allreduce_ms":       "milliseconds of the last gradient allreduce",
-	"allreduce_total_ms": "milliseconds of the last step's gradient allreduces in all, overlapped with the backward pass or not (data-parallel jobs)",
-	"allreduce_wait_ms":  "milliseconds of the last step's allreduces that the computation waited for (tensor-parallel jobs)",
-	"val_loss":           "last validation loss",
-	"step":               "last completed step",
-	"shards":             "shards in the current ring",
+	"loss":              "training loss of the last step",
+	"lr":                "learning rate of the last step",
+	"grad_norm":         "global gradient norm of the last step, before clipping",
+	"tokens_per_sec":    "training tokens per second over the last logging window, all shards",
+	"allreduce_ms":      "milliseconds of the last step's allreduces in all, overlapped with computation or not",
+	"allreduce_wait_ms": "milliseconds of the last step's allreduces that the computation waited for",
+	"val_loss":          "last validation loss",
+	"step":              "last completed step",
+	"shards":            "shards in the current ring",
 }
 
 // allReduceBuckets are the bounds, in seconds, of the allreduce histogram:
@@ -63,7 +62,7 @@ func (g *gauges) init() {
 		g.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_tokens_total",
 			Help: "training tokens consumed by completed steps, all shards; tokens trained again after a restart count again"}, []string{"job"})
 		g.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmesh_trainer_restarts_total",
-			Help: "restarts from a checkpoint: after a plugin died, or after a ring of shards failed"}, []string{"job"})
+			Help: "restarts from a checkpoint: after a plugin died, or after a ring of shards failed (counted by each of this process's shards)"}, []string{"job"})
 		g.allreduce = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmesh_trainer_allreduce_seconds",
 			Help: "seconds of each training step's allreduces (gradients of data-parallel jobs; activations and gradient norm of tensor-parallel jobs)", Buckets: allReduceBuckets}, []string{"job"})
 		g.reg.MustRegister(g.steps, g.tokens, g.restarts, g.allreduce)

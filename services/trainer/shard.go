@@ -213,6 +213,7 @@ func (s *Service) runShard(ctx context.Context, jobID string, specJSON []byte, j
 		if m.restarts > m.spec.MaxRestarts {
 			return m.res, fmt.Errorf("trainer: job %s: ring failed %d times, more than max_restarts %d: %w", m.job, m.restarts, m.spec.MaxRestarts, err)
 		}
+		m.s.gauges.restart(m.job)
 	}
 }
 
@@ -877,6 +878,10 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 		m.res.FinalTrainLoss = loss
 		m.res.Tokens += tokensPerStep
 		windowTokens += int(tokensPerStep)
+		if g.rank == 0 {
+			g.rep.stepDone(tokensPerStep)
+			g.rep.allReduced(ar.Total)
+		}
 		if g.rank == 0 && (step%sp.LogEvery == 0 || step == sp.Steps) {
 			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
 			windowStart, windowTokens = time.Now(), 0
@@ -884,10 +889,11 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 			g.rep.metric("lr", float64(lr), step)
 			g.rep.metric("grad_norm", up.GradNorm, step)
 			g.rep.metric("tokens_per_sec", tps, step)
-			// allreduce_ms is what the step waited for after its backward
-			// pass; allreduce_total_ms counts the overlapped buckets too.
-			g.rep.metric("allreduce_ms", float64(ar.Exposed.Microseconds())/1000, step)
-			g.rep.metric("allreduce_total_ms", float64(ar.Total.Microseconds())/1000, step)
+			// allreduce_ms counts every bucket, overlapped with the
+			// backward pass or not; allreduce_wait_ms what the step waited
+			// for after its backward pass (as for tensor-parallel jobs).
+			g.rep.metric("allreduce_ms", float64(ar.Total.Microseconds())/1000, step)
+			g.rep.metric("allreduce_wait_ms", float64(ar.Exposed.Microseconds())/1000, step)
 			g.rep.g.set(m.job, "step", float64(step))
 			g.rep.g.set(m.job, "shards", float64(g.world))
 			g.rep.flush()

@@ -145,6 +145,13 @@ func TestDataParallelMatchesOneShard(t *testing.T) {
 	}
 	fams := scrape(t, e.s)
 	checkGauges(t, e, fams, two)
+	// Rank 0 counts every step and times each step's allreduces.
+	if n := series(fams, "llmesh_trainer_steps_total", two).GetCounter().GetValue(); n != 24 {
+		t.Errorf("llmesh_trainer_steps_total = %v, want 24", n)
+	}
+	if h := series(fams, "llmesh_trainer_allreduce_seconds", two).GetHistogram(); h.GetSampleCount() != 24 || math.Abs(h.GetSampleSum()-r2.AllReduceSeconds) > 1e-6 {
+		t.Errorf("llmesh_trainer_allreduce_seconds: %d samples of %v s in all, want 24 of %v s", h.GetSampleCount(), h.GetSampleSum(), r2.AllReduceSeconds)
+	}
 	if typ := fams["llmesh_trainer_loss"].GetType(); typ != dto.MetricType_GAUGE {
 		t.Errorf("llmesh_trainer_loss is a %v, want a gauge", typ)
 	}
