@@ -146,8 +146,8 @@ func benchTrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	tps := tokbench.Result{Name: fmt.Sprintf("train/shards=%d/threads=%d", *shards, *threads), Unit: "tokens/s", Value: many.TokensPerSec,
-		Note: fmt.Sprintf("model %s, global batch %d x %d, %d steps, best of %d; allreduce %.0f%% of the run; final loss %.4f vs %.4f on 1 shard",
-			cfg, *batch, *nctx, *steps, *repeat, 100*many.AllReduceSeconds/many.Seconds, many.FinalLoss, one.FinalLoss)}
+		Note: fmt.Sprintf("model %s, global batch %d x %d, %d steps, best of %d; allreduce %.0f%% of the run, %.0f%% waited for (the rest overlapped the backward pass); final loss %.4f vs %.4f on 1 shard",
+			cfg, *batch, *nctx, *steps, *repeat, 100*many.AllReduceSeconds/many.Seconds, 100*many.AllReduceWaitSeconds/many.Seconds, many.FinalLoss, one.FinalLoss)}
 	if d := math.Abs(many.FinalLoss-one.FinalLoss) / one.FinalLoss; d > 0.01 {
 		// Same seed, same global batch: the runs must train the same model.
 		// A plugin that ignores the all-reduced gradients shows up here.
