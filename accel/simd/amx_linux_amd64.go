@@ -41,4 +41,3 @@ func requestAMX() error {
 	})
 	return amxErr
 }
-

@@ -35,9 +35,9 @@
 //
 // The math is written against Kernels, a small interface of dense
 // primitives (Sgemm at its core), with optional extensions found by type
-// assertion (VectorKernels, RowKernels, ColKernels, GeluKernels, PackedKernels).
-// PortableKernels is the pure-Go
-// implementation; accel/simd supplies the AVX-512/AVX2 ones.
+// assertion (VectorKernels, RowKernels, ColKernels, GeluKernels,
+// PackedKernels). PortableKernels is the pure-Go implementation; accel/simd
+// supplies the AVX-512/AVX2 ones.
 //
 // Ownership and lifetimes: a Model owns one flat []float32 of parameters,
 // one of gradients (allocated on first backward pass) and its activation
