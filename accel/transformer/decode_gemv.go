@@ -14,11 +14,11 @@ import "github.com/llmesh/llmesh/accel/simd"
 const gemvMaxRows = 16
 
 // parallelWork is the least work (multiply-adds) that the decoder splits
-// across the worker pool. A single-row product of the reference model
-// (256×768, 0.2M) runs in about 10-20 µs on one core: handing half of it
-// to another goroutine costs a wake-up that, on a loaded machine, can take
-// longer than the product (measured: single-stream decoding 1.4-3x faster
-// unsplit with other processes busy), so only larger products are split.
+// across the worker pool, waking helpers if need be. A single-row product
+// of the reference model (256×768, 0.2M) runs in about 10-20 µs on one
+// core: a wake-up on a loaded machine can take longer than the product, so
+// such products are only cut into pieces for helpers already spinning
+// (shortWork, RunShort), which back off when they keep the caller waiting.
 const parallelWork = 1 << 21
 
 // shortWork is the least work that the decoder splits across helpers
@@ -91,7 +91,7 @@ func (d *Decoder) matmul(transB bool, out, in, w []float32, N, I, O int) {
 	t := &d.tGemv
 	*t = gemvTask{vk: d.vk, rk: d.rkOwn, transB: transB, out: out, in: in, w: w, N: N, I: I, O: O}
 	pieces := 1
-	if N*I*O >= parallelWork {
+	if N*I*O >= shortWork {
 		pieces = d.pool.Helpers() + 1
 	}
 	t.per = (O/pieces + 15) &^ 15
