@@ -166,6 +166,18 @@ func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (Train
 			pr.GradientsBulk = &accelv1.Bulk{Path: reg.path}
 		}
 	}
+	// unary is the plain call: the gradients are reported once, at the end.
+	unary := func(reg *region) (TrainStepResult, error) {
+		r, err := g.c.TrainStep(ctx, pr)
+		if err != nil {
+			return TrainStepResult{}, err
+		}
+		res, err := g.trainResult(r, reg)
+		if err == nil {
+			ReportGradients(req, res.Gradients)
+		}
+		return res, err
+	}
 	var (
 		res TrainStepResult
 		err error
@@ -173,25 +185,13 @@ func (g *grpcClient) TrainStep(ctx context.Context, req TrainStepRequest) (Train
 	if reg != nil && req.GradientsReady != nil {
 		res, err = g.trainStepStream(ctx, req, pr, reg)
 	} else {
-		var r *accelv1.TrainStepResponse
-		if r, err = g.c.TrainStep(ctx, pr); err == nil {
-			res, err = g.trainResult(r, reg)
-		}
-		if err == nil {
-			ReportGradients(req, res.Gradients)
-		}
+		res, err = unary(reg)
 	}
 	if err != nil && reg != nil && status.Code(err) == codes.FailedPrecondition && ctx.Err() == nil {
 		// The plugin cannot open the host's bulk files: go inline from now on.
 		g.bulk.disable()
 		pr.GradientsBulk = nil
-		var r *accelv1.TrainStepResponse
-		if r, err = g.c.TrainStep(ctx, pr); err == nil {
-			res, err = g.trainResult(r, nil)
-		}
-		if err == nil {
-			ReportGradients(req, res.Gradients)
-		}
+		res, err = unary(nil)
 	}
 	if err != nil {
 		if _, ok := status.FromError(err); ok {

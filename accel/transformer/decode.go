@@ -441,11 +441,11 @@ func (d *Decoder) run(threshold float32) {
 		// this step: each attention piece stores its own (row, head) first
 		// and finds the lines it wrote still in its cache.
 		fuse := N == nSeq
+		from := 0
 		if fuse {
-			d.storeKV(l, A, N)
-		} else {
-			d.storeKV(l, 0, N)
+			from = A // rows below A are stored by their attention pieces
 		}
+		d.storeKV(l, from, N)
 		if A == 0 {
 			continue
 		}

@@ -835,11 +835,80 @@ func (m *member) evaluate(ctx context.Context, g *gen, seq uint64) (float64, err
 	return float64(v[0]) / float64(v[1]), nil
 }
 
+// stepMetrics is what a finished step of a sharded job reports. For
+// data-parallel jobs allReduce counts every gradient bucket, overlapped
+// with the backward pass or not, and waited what the step waited for after
+// its backward pass; for tensor-parallel ones the step's activation and
+// gradient allreduces and the part the computation waited for.
+type stepMetrics struct {
+	loss, gradNorm    float64
+	lr                float32
+	allReduce, waited time.Duration
+}
+
+// logWindow is the logging window tokens/s is measured over.
+type logWindow struct {
+	start  time.Time
+	tokens int64
+}
+
+// stepDone is a sharded loop's bookkeeping after a step (step counts the
+// steps done), the same in both modes: the result's totals, rank 0's
+// counters and, every LogEvery steps and at the last, its metrics and the
+// progress line (kind names the shards in it).
+func (m *member) stepDone(rep *reporter, rank, world, step int, st stepMetrics, win *logWindow, kind string) {
+	sp := &m.spec
+	tokens := int64(sp.Batch * sp.GradAccum * sp.SeqLen)
+	m.res.FinalTrainLoss = st.loss
+	m.res.Tokens += tokens
+	win.tokens += tokens
+	if rank != 0 {
+		return
+	}
+	rep.stepDone(tokens)
+	rep.allReduced(st.allReduce)
+	if step%sp.LogEvery != 0 && step != sp.Steps {
+		return
+	}
+	tps := float64(win.tokens) / time.Since(win.start).Seconds()
+	*win = logWindow{start: time.Now()}
+	rep.metric("loss", st.loss, step)
+	rep.metric("lr", float64(st.lr), step)
+	rep.metric("grad_norm", st.gradNorm, step)
+	rep.metric("tokens_per_sec", tps, step)
+	rep.metric("allreduce_ms", float64(st.allReduce.Microseconds())/1000, step)
+	rep.metric("allreduce_wait_ms", float64(st.waited.Microseconds())/1000, step)
+	rep.g.set(m.job, "step", float64(step))
+	rep.g.set(m.job, "shards", float64(world))
+	rep.flush()
+	m.em.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s, %d %s", st.loss, tps, world, kind))
+}
+
+// validated records step's validation loss (rank 0 reports it) and
+// reports whether the patience has run out: the loop then stops early.
+func (m *member) validated(rep *reporter, rank, step int, vl float64) bool {
+	if rank == 0 {
+		rep.metric("val_loss", vl, step)
+	}
+	if vl < m.best {
+		m.best, m.badEvals = vl, 0
+	} else {
+		m.badEvals++
+	}
+	if m.spec.Patience == 0 || m.badEvals < m.spec.Patience {
+		return false
+	}
+	if rank == 0 {
+		m.em.Log(fmt.Sprintf("early stop at step %d: validation loss has not improved for %d evaluations (best %.4f)", step, m.badEvals, m.best))
+	}
+	m.res.StoppedEarly = true
+	return true
+}
+
 func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 	sp := m.spec
 	start := time.Now()
-	windowStart, windowTokens := time.Now(), 0
-	tokensPerStep := int64(sp.Batch * sp.GradAccum * sp.SeqLen)
+	win := logWindow{start: time.Now()}
 	var arTime, arWait time.Duration
 	bk := g.buckets(int(m.params))
 	stride := bk.seqs()
@@ -874,49 +943,14 @@ func (m *member) loop(ctx context.Context, g *gen, step int) (Result, error) {
 			return Result{}, err
 		}
 		step++
-		loss := float64(vec[len(vec)-2])
-		m.res.FinalTrainLoss = loss
-		m.res.Tokens += tokensPerStep
-		windowTokens += int(tokensPerStep)
-		if g.rank == 0 {
-			g.rep.stepDone(tokensPerStep)
-			g.rep.allReduced(ar.Total)
-		}
-		if g.rank == 0 && (step%sp.LogEvery == 0 || step == sp.Steps) {
-			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
-			windowStart, windowTokens = time.Now(), 0
-			g.rep.metric("loss", loss, step)
-			g.rep.metric("lr", float64(lr), step)
-			g.rep.metric("grad_norm", up.GradNorm, step)
-			g.rep.metric("tokens_per_sec", tps, step)
-			// allreduce_ms counts every bucket, overlapped with the
-			// backward pass or not; allreduce_wait_ms what the step waited
-			// for after its backward pass (as for tensor-parallel jobs).
-			g.rep.metric("allreduce_ms", float64(ar.Total.Microseconds())/1000, step)
-			g.rep.metric("allreduce_wait_ms", float64(ar.Exposed.Microseconds())/1000, step)
-			g.rep.g.set(m.job, "step", float64(step))
-			g.rep.g.set(m.job, "shards", float64(g.world))
-			g.rep.flush()
-			m.em.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s, %d shards", loss, tps, g.world))
-		}
+		m.stepDone(g.rep, g.rank, g.world, step, stepMetrics{loss: float64(vec[len(vec)-2]), gradNorm: up.GradNorm, lr: lr,
+			allReduce: ar.Total, waited: ar.Exposed}, &win, "shards")
 		if step%sp.EvalEvery == 0 && step != sp.Steps {
 			vl, err := m.evaluate(ctx, g, uint64(step)*stride)
 			if err != nil {
 				return Result{}, err
 			}
-			if g.rank == 0 {
-				g.rep.metric("val_loss", vl, step)
-			}
-			if vl < m.best {
-				m.best, m.badEvals = vl, 0
-			} else {
-				m.badEvals++
-			}
-			if sp.Patience > 0 && m.badEvals >= sp.Patience {
-				if g.rank == 0 {
-					m.em.Log(fmt.Sprintf("early stop at step %d: validation loss has not improved for %d evaluations (best %.4f)", step, m.badEvals, m.best))
-				}
-				m.res.StoppedEarly = true
+			if m.validated(g.rep, g.rank, step, vl) {
 				break
 			}
 		}

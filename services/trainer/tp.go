@@ -262,8 +262,7 @@ func (m *member) stepTP(ctx context.Context, g *tpGen, step int) (loss, norm flo
 func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error) {
 	sp := m.spec
 	start := time.Now()
-	windowStart, windowTokens := time.Now(), 0
-	tokensPerStep := int64(sp.Batch * sp.GradAccum * sp.SeqLen)
+	win := logWindow{start: time.Now()}
 	var arTime, arWait time.Duration
 	var arN int64
 	for step < sp.Steps {
@@ -280,45 +279,14 @@ func (m *member) loopTP(ctx context.Context, g *tpGen, step int) (Result, error)
 		arWait += stepWait
 		arN += g.arN - n0
 		step++
-		m.res.FinalTrainLoss = loss
-		m.res.Tokens += tokensPerStep
-		windowTokens += int(tokensPerStep)
-		if g.rank == 0 {
-			g.rep.stepDone(tokensPerStep)
-			g.rep.allReduced(stepAR)
-		}
-		if g.rank == 0 && (step%sp.LogEvery == 0 || step == sp.Steps) {
-			tps := float64(windowTokens) / time.Since(windowStart).Seconds()
-			windowStart, windowTokens = time.Now(), 0
-			g.rep.metric("loss", loss, step)
-			g.rep.metric("lr", float64(lr), step)
-			g.rep.metric("grad_norm", norm, step)
-			g.rep.metric("tokens_per_sec", tps, step)
-			g.rep.metric("allreduce_ms", float64(stepAR.Microseconds())/1000, step)
-			g.rep.metric("allreduce_wait_ms", float64(stepWait.Microseconds())/1000, step)
-			g.rep.g.set(m.job, "step", float64(step))
-			g.rep.g.set(m.job, "shards", float64(g.world))
-			g.rep.flush()
-			m.em.Progress("train", int64(step), int64(sp.Steps), fmt.Sprintf("loss %.4f, %.0f tok/s, %d tensor-parallel shards", loss, tps, g.world))
-		}
+		m.stepDone(g.rep, g.rank, g.world, step, stepMetrics{loss: loss, gradNorm: norm, lr: lr, allReduce: stepAR, waited: stepWait},
+			&win, "tensor-parallel shards")
 		if step%sp.EvalEvery == 0 && step != sp.Steps {
 			vl, err := m.evaluateTP(ctx, g)
 			if err != nil {
 				return Result{}, err
 			}
-			if g.rank == 0 {
-				g.rep.metric("val_loss", vl, step)
-			}
-			if vl < m.best {
-				m.best, m.badEvals = vl, 0
-			} else {
-				m.badEvals++
-			}
-			if sp.Patience > 0 && m.badEvals >= sp.Patience {
-				if g.rank == 0 {
-					m.em.Log(fmt.Sprintf("early stop at step %d: validation loss has not improved for %d evaluations (best %.4f)", step, m.badEvals, m.best))
-				}
-				m.res.StoppedEarly = true
+			if m.validated(g.rep, g.rank, step, vl) {
 				break
 			}
 		}
